@@ -1,0 +1,176 @@
+"""Known raw layouts of public funnel logs and their detection.
+
+A layout says which raw column feeds each canonical column and how raw action values translate.
+Detection looks only at column names (or, for header-less files, at the shape of the first rows).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from funnelrec.schema import ACTION_SYNONYMS, REQUIRED_COLUMNS
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one raw layout maps onto canonical events.
+
+    `columns` maps a canonical column to a raw column name, or to a tuple of names whose first
+    non-empty value is used. `kind` is "events" for one event per row, "sequence_lines" for one
+    customer per line (`user item item ...`) and "sequence_pairs" for `user item` per line; the
+    two sequence kinds carry order only.
+    """
+
+    name: str
+    columns: dict[str, str | tuple[str, ...]]
+    actions: dict[str, str] = field(default_factory=dict)
+    kind: str = "events"
+    timestamp_unit: str = "auto"
+    headerless_names: tuple[str, ...] | None = None
+    constant_action: str | None = None
+    description: str = ""
+
+
+CANONICAL = Layout(
+    name="canonical",
+    columns={
+        c: c
+        for c in (
+            "customer_id",
+            "timestamp",
+            "action",
+            "item_id",
+            "session_id",
+            "category",
+            "brand",
+            "price",
+        )
+    },
+    description="funnelrec's own columns",
+)
+
+REES46 = Layout(
+    name="rees46",
+    columns={
+        "customer_id": "user_id",
+        "timestamp": "event_time",
+        "action": "event_type",
+        "item_id": "product_id",
+        "session_id": "user_session",
+        "category": ("category_code", "category_id"),
+        "brand": "brand",
+        "price": "price",
+    },
+    actions={"view": "view", "cart": "add_cart", "remove_from_cart": "remove_cart",
+             "purchase": "purchase"},
+    description="REES46 multi-category store (event_time, event_type, product_id, user_session)",
+)
+
+RETAILROCKET = Layout(
+    name="retailrocket",
+    columns={"customer_id": "visitorid", "timestamp": "timestamp", "action": "event",
+             "item_id": "itemid"},
+    actions={"view": "view", "addtocart": "add_cart", "transaction": "purchase"},
+    timestamp_unit="ms",
+    description="RetailRocket events.csv (visitorid, event, itemid, transactionid; ms timestamps)",
+)
+
+TAOBAO = Layout(
+    name="taobao",
+    columns={"customer_id": "user_id", "timestamp": "timestamp", "action": "behavior_type",
+             "item_id": "item_id", "category": "category_id"},
+    actions={"pv": "view", "cart": "add_cart", "buy": "purchase"},
+    timestamp_unit="s",
+    headerless_names=("user_id", "item_id", "category_id", "behavior_type", "timestamp"),
+    description="Taobao UserBehavior (user_id, item_id, category_id, behavior_type, timestamp)",
+)
+
+JDATA = Layout(
+    name="jdata",
+    columns={"customer_id": "user_id", "timestamp": "time", "action": "type",
+             "item_id": "sku_id", "category": "cate", "brand": "brand"},
+    # JData 2017 action types: 1 browse, 2 add to cart, 3 remove from cart, 4 order,
+    # 5 follow, 6 click. Follow and click stay types of their own.
+    actions={"1": "view", "2": "add_cart", "3": "remove_cart", "4": "purchase", "5": "follow",
+             "6": "click"},
+    description="JD.com JData 2017 actions (user_id, sku_id, time, model_id, type, cate, brand)",
+)
+
+SEQUENCE_LINES = Layout(
+    name="sequence_lines",
+    columns={"customer_id": "customer_id", "item_id": "item_id", "timestamp": "timestamp"},
+    kind="sequence_lines",
+    constant_action="purchase",
+    description="one customer per line: `user item item ...` (S3-Rec files; order only)",
+)
+
+SEQUENCE_PAIRS = Layout(
+    name="sequence_pairs",
+    columns={"customer_id": "customer_id", "item_id": "item_id", "timestamp": "timestamp"},
+    kind="sequence_pairs",
+    constant_action="purchase",
+    description="one `user item` pair per line in order (SASRec files; order only)",
+)
+
+LAYOUTS: dict[str, Layout] = {
+    lay.name: lay
+    for lay in (CANONICAL, REES46, RETAILROCKET, TAOBAO, JDATA, SEQUENCE_LINES, SEQUENCE_PAIRS)
+}
+
+# Detection order matters: the most specific signatures first.
+_SIGNATURES: list[tuple[Layout, set[str]]] = [
+    (REES46, {"event_time", "event_type", "product_id", "user_id"}),
+    (RETAILROCKET, {"visitorid", "event", "itemid", "timestamp"}),
+    (TAOBAO, {"user_id", "item_id", "behavior_type", "timestamp"}),
+    (JDATA, {"user_id", "sku_id", "time", "type"}),
+    (CANONICAL, set(REQUIRED_COLUMNS)),
+]
+
+_INT = re.compile(r"^\d+$")
+
+
+def detect_from_columns(columns: list[str]) -> Layout | None:
+    """Return the known layout whose signature columns are all present, or None."""
+    present = {c.strip().lower() for c in columns}
+    for layout, signature in _SIGNATURES:
+        if signature <= present:
+            return layout
+    return None
+
+
+def detect_headerless(first_rows: list[list[str]]) -> Layout | None:
+    """Recognise header-less Taobao rows: five fields, ids numeric, a Taobao behaviour."""
+    if not first_rows:
+        return None
+    behaviours = set(TAOBAO.actions) | {"fav"}
+    for row in first_rows:
+        if len(row) != 5 or row[3] not in behaviours:
+            return None
+        if not all(_INT.match(v) for v in (row[0], row[1], row[2], row[4])):
+            return None
+    return TAOBAO
+
+
+def detect_sequence_text(lines: list[str]) -> Layout | None:
+    """Recognise the two order-only benchmark layouts from whitespace-separated integer lines."""
+    rows = [ln.split() for ln in lines if ln.strip()]
+    if not rows or not all(all(_INT.match(tok) for tok in row) for row in rows):
+        return None
+    lengths = {len(r) for r in rows}
+    if lengths == {2}:
+        return SEQUENCE_PAIRS
+    if min(lengths) >= 2:
+        return SEQUENCE_LINES
+    return None
+
+
+def translate_action(raw: str, layout: Layout, user_map: dict[str, str]) -> str:
+    """Translate one raw action value: user map, then the layout's own, then known synonyms."""
+    key = raw.strip()
+    if key in user_map:
+        return user_map[key]
+    if key in layout.actions:
+        return layout.actions[key]
+    low = key.lower()
+    return ACTION_SYNONYMS.get(low, low)

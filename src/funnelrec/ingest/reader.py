@@ -1,0 +1,359 @@
+"""Raw file -> validated canonical events in DuckDB, with every dropped row counted.
+
+The result is a DuckDB table `events(row_no, customer_id, ts, action, item_id, session_id,
+category, brand, price)` where `ts` is seconds since the epoch (or the position in the file for
+order-only layouts). Rows that cannot be used go to a rejects file with their line and reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from funnelrec.config import IngestConfig
+from funnelrec.ingest.layouts import LAYOUTS, Layout, detect_from_columns, translate_action
+from funnelrec.ingest.sources import RawSource, open_source, sql_ident, sql_str
+from funnelrec.schema import CANONICAL_ACTIONS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, InputError
+
+_UNIT_DIVISORS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+_UNIT_NAMES = {"s": "Unix seconds", "ms": "Unix milliseconds", "us": "Unix microseconds",
+               "ns": "Unix nanoseconds"}
+FUTURE_TOLERANCE_S = 86_400.0
+
+
+@dataclass
+class IngestReport:
+    """What happened to every row, for `funnelrec inspect` and the summary printed after reads."""
+
+    path: str
+    format: str
+    layout: str
+    layout_detected: bool
+    layout_description: str
+    columns_found: list[str]
+    column_map: dict[str, str]
+    timestamps: str
+    has_time: bool
+    rows_read: int = 0
+    rows_rejected: dict[str, int] = field(default_factory=dict)
+    duplicates_dropped: int = 0
+    rows_used: int = 0
+    input_sorted: bool = True
+    actions: dict[str, int] = field(default_factory=dict)
+    action_translation: dict[str, str] = field(default_factory=dict)
+    rejects_path: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def n_rejected(self) -> int:
+        return int(sum(self.rows_rejected.values()))
+
+
+@dataclass
+class EventTable:
+    """Validated events living in a DuckDB connection (table `events`), plus the report."""
+
+    con: duckdb.DuckDBPyConnection
+    report: IngestReport
+    has_session_ids: bool
+    has_time: bool
+
+    def df(self) -> pd.DataFrame:
+        """The events as a pandas DataFrame (small data only)."""
+        return self.con.execute("SELECT * FROM events ORDER BY customer_id, ts, row_no").df()
+
+
+def read_events(
+    source: str | Path | pd.DataFrame,
+    config: IngestConfig | None = None,
+    rejects_path: str | Path | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> EventTable:
+    """Read a funnel log of any supported layout into validated canonical events.
+
+    Parameters
+    ----------
+    source : path to CSV / CSV.gz / TSV / Parquet / JSON Lines / sequence text, or a DataFrame.
+    config : layout, column and action maps, strictness and limits (see `IngestConfig`).
+    rejects_path : where to write rejected rows (CSV). Nothing is written when all rows are used.
+
+    Examples
+    --------
+    >>> from funnelrec.ingest import read_events
+    >>> table = read_events("events.csv")          # doctest: +SKIP
+    >>> table.report.layout, table.report.rows_used  # doctest: +SKIP
+    ('rees46', 1000000)
+    """
+    config = config or IngestConfig()
+    started = time.perf_counter()
+    con = con or duckdb.connect()
+    con.execute(f"SET memory_limit = {sql_str(config.memory_limit)}")
+    con.execute("SET TimeZone = 'UTC'")
+    src = open_source(con, source, config.delimiter, config.has_header)
+    layout, detected = _resolve_layout(src, config)
+    colmap = _resolve_columns(src, layout, config)
+    report = IngestReport(
+        path=src.path, format=src.format, layout=layout.name, layout_detected=detected,
+        layout_description=layout.description, columns_found=src.columns,
+        column_map={k: (v if isinstance(v, str) else "|".join(v)) for k, v in colmap.items()},
+        timestamps="", has_time=layout.kind == "events",
+    )
+    report.rows_read = int(con.execute("SELECT count(*) FROM raw_src").fetchone()[0])
+    report.rows_read += len(src.parse_rejects)
+    if report.rows_read == 0:
+        raise InputError("no data rows: the file has a header but no events", path=src.path,
+                         expected="at least one event row", found=f"columns {src.columns}")
+
+    ts_expr = _timestamp_expression(con, src, layout, colmap, config, report)
+    action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
+    _stage(con, colmap, ts_expr, action_expr, mapped, check_future=report.has_time)
+    rejects = _collect_rejects(con, src)
+    counts = con.execute(
+        "SELECT reason, count(*) FROM staged WHERE reason IS NOT NULL GROUP BY reason").fetchall()
+    for reason, n in [*src.parse_rejects["reason"].value_counts().items(), *counts]:
+        report.rows_rejected[str(reason)] = report.rows_rejected.get(str(reason), 0) + int(n)
+    if len(rejects) and rejects_path is not None:
+        _write_atomic_csv(rejects, Path(rejects_path))
+        report.rejects_path = str(rejects_path)
+    elif len(rejects):
+        report.notes.append(f"{len(rejects)} rejected rows (pass rejects_path to keep them)")
+
+    valid = int(con.execute("SELECT count(*) FROM staged WHERE reason IS NULL").fetchone()[0])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE events AS SELECT min(row_no) AS row_no, customer_id, ts, "
+        "action, item_id, session_id, category, brand, price FROM staged WHERE reason IS NULL "
+        "GROUP BY ALL"
+    )
+    report.rows_used = int(con.execute("SELECT count(*) FROM events").fetchone()[0])
+    report.duplicates_dropped = valid - report.rows_used
+    if report.rows_used == 0:
+        raise InputError(
+            "zero usable rows: every row was rejected", path=src.path,
+            expected="rows with customer id, timestamp, action and item id",
+            found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
+        )
+    report.input_sorted = _is_sorted(con)
+    if not report.input_sorted:
+        report.notes.append("input was not in time order within customers; sorted")
+    report.actions = dict(con.execute(
+        "SELECT action, count(*) FROM events GROUP BY action ORDER BY count(*) DESC").fetchall())
+    con.execute("DROP TABLE IF EXISTS staged")
+    report.seconds = time.perf_counter() - started
+    return EventTable(con, report, has_session_ids="session_id" in colmap,
+                      has_time=report.has_time)
+
+
+def _resolve_layout(src: RawSource, config: IngestConfig) -> tuple[Layout, bool]:
+    if config.layout != "auto":
+        if config.layout not in LAYOUTS:
+            raise InputError(f"unknown layout '{config.layout}'", path=src.path,
+                             expected=", ".join(LAYOUTS), found=config.layout)
+        return LAYOUTS[config.layout], False
+    if src.sequence_layout is not None:
+        return src.sequence_layout, True
+    if src.headerless_layout is not None:
+        return src.headerless_layout, True
+    found = detect_from_columns(src.columns)
+    if found is not None:
+        return found, True
+    if config.column_map:
+        return LAYOUTS["canonical"], False
+    raise InputError(
+        "unrecognised column layout", path=src.path,
+        expected=("one of the known layouts (" + ", ".join(LAYOUTS) + ") or --map "
+                  "customer_id=COL timestamp=COL action=COL item_id=COL"),
+        found=f"columns {src.columns}",
+    )
+
+
+def _resolve_columns(src: RawSource, layout: Layout,
+                     config: IngestConfig) -> dict[str, str | tuple[str, ...]]:
+    lower = {c.strip().lower(): c for c in src.columns}
+    colmap: dict[str, str | tuple[str, ...]] = {}
+    for canon, raw in {**layout.columns, **config.column_map}.items():
+        if canon not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+            raise InputError(f"--map names an unknown canonical column '{canon}'",
+                             path=src.path, expected=", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS))
+        names = (raw,) if isinstance(raw, str) else raw
+        present = tuple(lower[n.strip().lower()] for n in names if n.strip().lower() in lower)
+        if present:
+            colmap[canon] = present[0] if len(present) == 1 else present
+        elif canon in config.column_map:
+            raise InputError(f"--map {canon}={raw}: no such column", path=src.path,
+                             column=str(raw), found=f"columns {src.columns}")
+    required = [c for c in REQUIRED_COLUMNS if not (c == "action" and layout.constant_action)]
+    if layout.kind != "events":
+        required = ["customer_id", "item_id"]
+    missing = [c for c in required if c not in colmap]
+    if missing:
+        want = {c: layout.columns.get(c, c) for c in missing}
+        raise InputError(
+            f"missing required column(s) for layout '{layout.name}'", path=src.path,
+            column=", ".join(str(v) for v in want.values()),
+            expected=f"columns for {', '.join(missing)} (or --map {missing[0]}=COL)",
+            found=f"columns {src.columns}",
+        )
+    return colmap
+
+
+def _col(colmap: dict[str, str | tuple[str, ...]], canon: str) -> str:
+    """SQL expression for a canonical column as trimmed text, NULL when empty."""
+    raw = colmap.get(canon)
+    if raw is None:
+        return "CAST(NULL AS VARCHAR)"
+    names = (raw,) if isinstance(raw, str) else raw
+    parts = [f"NULLIF(trim(CAST({sql_ident(n)} AS VARCHAR)), '')" for n in names]
+    return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
+
+
+def _id_expr(colmap: dict[str, str | tuple[str, ...]], canon: str) -> str:
+    # Ids exported through float columns arrive as "266079.0"; they are the id 266079.
+    return f"regexp_replace({_col(colmap, canon)}, '^(\\d+)\\.0+$', '\\1')"
+
+
+def _timestamp_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout: Layout,
+                          colmap: dict, config: IngestConfig, report: IngestReport) -> str:
+    raw = _col(colmap, "timestamp")
+    if layout.kind != "events":
+        report.timestamps = "none (order only: position in the file)"
+        return f"TRY_CAST({raw} AS DOUBLE)"
+    if config.timestamp_unit == "format" or (config.timestamp_unit not in _UNIT_DIVISORS
+                                             and config.timestamp_unit not in ("auto", "iso")):
+        fmt = config.timestamp_unit
+        report.timestamps = f"strptime format {fmt!r} (given)"
+        return f"epoch(try_strptime({raw}, {sql_str(fmt)}))"
+    sample = con.execute(
+        f"SELECT {raw} AS v, TRY_CAST({raw} AS DOUBLE) AS num FROM raw_src "
+        f"WHERE {raw} IS NOT NULL LIMIT 20000"
+    ).df()
+    numeric_share = float(sample["num"].notna().mean()) if len(sample) else 0.0
+    unit = config.timestamp_unit if config.timestamp_unit != "auto" else layout.timestamp_unit
+    if unit == "auto":
+        if numeric_share < 0.5:
+            unit = "iso"
+        else:
+            mag = float(sample["num"].dropna().abs().median())
+            unit = "ns" if mag >= 1e17 else "us" if mag >= 1e14 else "ms" if mag >= 1e11 else "s"
+        how = "detected"
+    else:
+        how = "given" if config.timestamp_unit != "auto" else f"layout {layout.name}"
+    div = _UNIT_DIVISORS.get(unit, 1.0)
+    iso = (f"epoch(TRY_CAST(regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00') "
+           "AS TIMESTAMPTZ))")
+    if unit == "iso":
+        report.timestamps = f"ISO date-time strings ({how}); no zone = UTC"
+        if numeric_share > 0:
+            report.timestamps += f"; {numeric_share:.0%} numeric values read as Unix seconds"
+        return f"coalesce({iso}, TRY_CAST({raw} AS DOUBLE))"
+    report.timestamps = f"{_UNIT_NAMES[unit]} ({how})"
+    if 0 < numeric_share < 1:
+        report.timestamps += f"; {1 - numeric_share:.0%} ISO strings in the sample also read"
+    return f"coalesce(TRY_CAST({raw} AS DOUBLE) / {div}, {iso})"
+
+
+def _action_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout: Layout,
+                       colmap: dict, config: IngestConfig,
+                       report: IngestReport) -> tuple[str, bool]:
+    """SQL for the raw action value and whether it goes through the `action_map` table."""
+    if layout.constant_action and "action" not in colmap:
+        constant = config.action_map.get(layout.constant_action, layout.constant_action)
+        report.action_translation = {"(every row)": constant}
+        report.notes.append(
+            f"order-only layout: every event is read as '{constant}' (one behaviour per row)")
+        return sql_str(constant), False
+    raw = _col(colmap, "action")
+    values = [r[0] for r in con.execute(
+        f"SELECT DISTINCT {raw} FROM raw_src WHERE {raw} IS NOT NULL").fetchall()]
+    if len(values) > 1000:
+        raise InputError(
+            f"the action column has {len(values)} distinct values; is it really the action?",
+            path=src.path, column=str(colmap["action"]),
+            expected="a handful of behaviour types", found=", ".join(map(str, values[:10])))
+    mapping = {v: translate_action(v, layout, config.action_map) for v in values}
+    report.action_translation = dict(sorted(mapping.items()))
+    known = set(CANONICAL_ACTIONS) | set(config.action_map.values())
+    extra = sorted({a for a in mapping.values() if a not in known})
+    if extra and not config.strict_actions:
+        report.notes.append("kept as action types of their own: " + ", ".join(extra))
+    rows = [(k, v, v in known or not config.strict_actions) for k, v in mapping.items()]
+    con.register("action_map_df", pd.DataFrame(rows, columns=["raw", "action", "ok"]))
+    con.execute("CREATE OR REPLACE TEMP TABLE action_map AS SELECT * FROM action_map_df")
+    return raw, True
+
+
+def _stage(con: duckdb.DuckDBPyConnection, colmap: dict, ts_expr: str, action_expr: str,
+           mapped: bool, check_future: bool) -> None:
+    """Parse every row once and give each unusable row its reason."""
+    now = time.time() + FUTURE_TOLERANCE_S if check_future else float("inf")
+    action_join = (f"LEFT JOIN action_map am ON am.raw = {action_expr}" if mapped else "")
+    action_val = "am.action" if mapped else action_expr
+    action_ok = "coalesce(am.ok, false)" if mapped else "true"
+    price_raw = _col(colmap, "price")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE staged AS
+        SELECT row_no, cust AS customer_id, ts, act AS action, item AS item_id, session_id,
+               category, brand, price,
+               CASE WHEN cust IS NULL THEN 'empty customer_id'
+                    WHEN item IS NULL THEN 'empty item_id'
+                    WHEN raw_ts IS NULL THEN 'empty timestamp'
+                    WHEN ts IS NULL OR isnan(ts) THEN 'unparseable timestamp'
+                    WHEN ts > '{now!r}'::DOUBLE THEN 'timestamp in the future'
+                    WHEN act IS NULL THEN 'empty action'
+                    WHEN NOT act_ok THEN 'unknown action (strict mode)'
+                    WHEN raw_price IS NOT NULL AND price IS NULL THEN 'unparseable price'
+                    WHEN price < 0 THEN 'negative price'
+               END AS reason
+        FROM (
+            SELECT r.row_no, {_id_expr(colmap, 'customer_id')} AS cust,
+                   {_id_expr(colmap, 'item_id')} AS item,
+                   {_col(colmap, 'timestamp')} AS raw_ts, {ts_expr} AS ts,
+                   {action_val} AS act, {action_ok} AS act_ok,
+                   {_col(colmap, 'session_id')} AS session_id,
+                   {_col(colmap, 'category')} AS category, {_col(colmap, 'brand')} AS brand,
+                   {price_raw} AS raw_price, TRY_CAST({price_raw} AS DOUBLE) AS price
+            FROM raw_src r {action_join}
+        )
+    """)
+
+
+def _collect_rejects(con: duckdb.DuckDBPyConnection, src: RawSource) -> pd.DataFrame:
+    line = f"s.row_no + {src.header_lines}" if src.format in ("csv", "jsonl") else "s.row_no"
+    cols = [c for c in src.columns if c != "row_no"]
+    raw = " || ',' || ".join(f"coalesce(CAST(r.{sql_ident(c)} AS VARCHAR), '')" for c in cols)
+    if src.format in ("sequence_lines", "sequence_pairs"):
+        raw = "coalesce(r.customer_id, '') || ' ' || coalesce(r.item_id, '')"
+    # The rejects file keeps the first million rejected rows; the report counts them all.
+    found = con.execute(
+        f"SELECT {line} AS line, s.reason, {raw} AS raw FROM staged s JOIN raw_src r "
+        "ON r.row_no = s.row_no WHERE s.reason IS NOT NULL ORDER BY s.row_no LIMIT 1000000"
+    ).df()
+    parts = [df for df in (src.parse_rejects, found) if len(df)]
+    if not parts:
+        return found
+    out = pd.concat(parts, ignore_index=True)
+    out["line"] = out["line"].astype("int64")
+    return out.sort_values("line", kind="stable").reset_index(drop=True)
+
+
+def _is_sorted(con: duckdb.DuckDBPyConnection) -> bool:
+    n = con.execute(
+        "SELECT count(*) FROM (SELECT ts < lag(ts) OVER (PARTITION BY customer_id ORDER BY row_no)"
+        " AS back FROM events) WHERE back"
+    ).fetchone()[0]
+    return int(n) == 0
+
+
+def _write_atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)

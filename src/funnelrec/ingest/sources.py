@@ -1,0 +1,286 @@
+"""Open a raw file (CSV/TSV, gzip, Parquet, JSON Lines, sequence text) as a DuckDB relation.
+
+Everything is read as text first: parsing and validation happen in SQL afterwards, so that a bad
+value becomes a counted reject instead of an exception half-way through a 10-million-row file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from funnelrec.ingest.layouts import (
+    Layout,
+    detect_headerless,
+    detect_sequence_text,
+)
+from funnelrec.schema import InputError
+
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclass
+class RawSource:
+    """A registered relation `raw_src` with a `row_no` column and text columns."""
+
+    path: str
+    format: str  # csv | parquet | jsonl | dataframe | sequence_lines | sequence_pairs
+    columns: list[str]
+    header_lines: int  # lines before the first data row (for reporting file line numbers)
+    parse_rejects: pd.DataFrame  # rows the reader itself could not parse (line, reason, raw)
+    sequence_layout: Layout | None = None
+    headerless_layout: Layout | None = None
+
+
+def sql_str(value: str) -> str:
+    """Quote a string literal for DuckDB."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _head_bytes(path: Path) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            return fh.read(_SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read file: {exc}", path=str(path)) from exc
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    return "text"
+
+
+def open_source(con: duckdb.DuckDBPyConnection, source: str | Path | pd.DataFrame,
+                delimiter: str | None = None, has_header: bool | None = None) -> RawSource:
+    """Register `source` as view `raw_src` (all text + `row_no`) and describe it."""
+    if isinstance(source, pd.DataFrame):
+        return _open_dataframe(con, source)
+    path = Path(source)
+    if not path.exists():
+        raise InputError("file not found", path=str(path))
+    if path.is_dir():
+        raise InputError("expected a file, found a directory", path=str(path))
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", path=str(path),
+                         expected="a header and event rows")
+    fmt = _format_of(path)
+    if fmt == "parquet":
+        return _open_parquet(con, path)
+    head = _head_bytes(path)
+    if b"\x00" in head:
+        raise InputError("file looks binary (contains NUL bytes), not a text table",
+                         path=str(path), expected="CSV, CSV.gz, Parquet or JSON Lines",
+                         found=repr(head[:40]))
+    if fmt == "jsonl":
+        return _open_jsonl(con, path)
+    text = head.decode("utf-8", errors="replace")
+    lines = text.splitlines()[:50]
+    if len(head) == _SNIFF_BYTES and lines:
+        lines = lines[:-1]  # the last line may be cut
+    seq = detect_sequence_text(lines) if delimiter is None else None
+    if seq is not None:
+        return _open_sequence_text(con, path, seq)
+    return _open_csv(con, path, lines, delimiter, has_header)
+
+
+def _open_dataframe(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> RawSource:
+    if len(df.columns) == 0:
+        raise InputError("the DataFrame has no columns", path="<DataFrame>")
+    frame = pd.DataFrame({str(c): df[c].astype("string") for c in df.columns})
+    con.register("raw_df", frame)
+    cols = list(frame.columns)
+    select = ", ".join(sql_ident(c) for c in cols)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW raw_src AS "
+        f"SELECT row_number() OVER () AS row_no, {select} FROM raw_df"
+    )
+    return RawSource("<DataFrame>", "dataframe", cols, 0, _empty_rejects())
+
+
+def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
+    try:
+        cols = [r[0] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({sql_str(str(path))})").fetchall()]
+    except duckdb.Error as exc:
+        raise InputError(f"cannot read Parquet: {_first_line(exc)}", path=str(path)) from exc
+    select = ", ".join(f"CAST({sql_ident(c)} AS VARCHAR) AS {sql_ident(c)}" for c in cols)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT file_row_number + 1 AS row_no, {select} "
+        f"FROM read_parquet({sql_str(str(path))}, file_row_number = true)"
+    )
+    return RawSource(str(path), "parquet", cols, 0, _empty_rejects())
+
+
+def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
+    lines_rel = (
+        f"SELECT row_number() OVER () AS row_no, line FROM read_csv({sql_str(str(path))}, "
+        "columns = {'line': 'VARCHAR'}, delim = '\x01', header = false, quote = '', "
+        "escape = '', auto_detect = false)"
+    )
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS {lines_rel}")
+    except duckdb.Error as exc:
+        raise InputError(f"cannot read JSON Lines: {_first_line(exc)}", path=str(path)) from exc
+    keys = con.execute(
+        "SELECT DISTINCT unnest(json_keys(line)) FROM (SELECT line FROM raw_lines "
+        "WHERE trim(line) <> '' AND json_valid(line) LIMIT 10000)"
+    ).fetchall()
+    cols = sorted(k[0] for k in keys)
+    if not cols:
+        raise InputError("no JSON objects found", path=str(path),
+                         expected="one JSON object per line")
+    select = ", ".join(
+        f"CAST(json_extract_string(line, {sql_str('$.' + _json_key(c))}) AS VARCHAR) "
+        f"AS {sql_ident(c)}" for c in cols
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_no, {select} FROM raw_lines "
+        "WHERE trim(line) <> '' AND json_valid(line)"
+    )
+    bad = con.execute(
+        "SELECT row_no AS line, 'malformed JSON line' AS reason, line AS raw FROM raw_lines "
+        "WHERE trim(line) <> '' AND NOT json_valid(line)"
+    ).df()
+    return RawSource(str(path), "jsonl", cols, 0, bad)
+
+
+def _json_key(key: str) -> str:
+    return '"' + key.replace('"', '\\"') + '"'
+
+
+def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layout) -> RawSource:
+    src = (f"read_csv({sql_str(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', "
+           "header = false, quote = '', escape = '', auto_detect = false)")
+    if layout.kind == "sequence_lines":
+        # Position within the line is the order; the line number keeps lines of the same user
+        # (if a user appears twice) in file order.
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW raw_src AS "
+            "SELECT line_no * 100000 + pos AS row_no, toks[1] AS customer_id, item AS item_id, "
+            "CAST(line_no * 100000 + pos AS VARCHAR) AS timestamp FROM ("
+            "  SELECT line_no, toks, unnest(toks[2:]) AS item, generate_subscripts(toks[2:], 1)"
+            "  AS pos FROM (SELECT row_number() OVER () AS line_no,"
+            f"  string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS toks FROM {src}"
+            "  WHERE trim(line) <> ''))"
+        )
+    else:
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_no, toks[1] AS customer_id, "
+            "toks[2] AS item_id, CAST(row_no AS VARCHAR) AS timestamp FROM ("
+            "SELECT row_number() OVER () AS row_no, "
+            f"string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS toks FROM {src}"
+            " WHERE trim(line) <> '')"
+        )
+    cols = ["customer_id", "item_id", "timestamp"]
+    return RawSource(str(path), layout.kind, cols, 0, _empty_rejects(), sequence_layout=layout)
+
+
+def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
+              delimiter: str | None, has_header: bool | None) -> RawSource:
+    opts = ["all_varchar = true", "store_rejects = true", "rejects_table = 'rej_errors'",
+            "rejects_scan = 'rej_scans'", "max_line_size = 4000000"]
+    if delimiter is not None:
+        opts.append(f"delim = {sql_str(delimiter)}")
+    headerless = None
+    if has_header is None:
+        rows = [ln.split(",") for ln in lines[:20] if ln.strip()]
+        headerless = detect_headerless(rows)
+        if headerless is not None:
+            has_header = False
+    if has_header is not None:
+        opts.append(f"header = {str(has_header).lower()}")
+    if headerless is not None:
+        names = ", ".join(sql_str(n) for n in headerless.headerless_names or ())
+        opts.append(f"names = [{names}]")
+    reader = f"read_csv({sql_str(str(path))}, {', '.join(opts)})"
+    try:
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    except duckdb.Error as exc:
+        raise InputError(f"cannot parse as CSV: {_first_line(exc)}", path=str(path),
+                         expected="a delimited text file with a header row") from exc
+    select = ", ".join(sql_ident(c) for c in cols)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE raw_tbl AS "
+            f"SELECT row_number() OVER () AS row_no, {select} FROM {reader}"
+        )
+    except duckdb.Error as exc:
+        raise InputError(f"cannot read CSV: {_first_line(exc)}", path=str(path)) from exc
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT * FROM raw_tbl")
+    header_lines = 0 if has_header is False or _looks_headerless(cols) else 1
+    bad = con.execute(
+        "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
+        "FROM rej_errors ORDER BY line"
+    ).df()
+    if len(bad):
+        # Rows the CSV reader skipped shift row numbers; keep row_no aligned with file lines.
+        _realign_row_numbers(con, bad["line"].to_numpy(), header_lines)
+    bad["reason"] = bad["reason"].map(_reader_reason)
+    return RawSource(str(path), "csv", cols, header_lines, bad, headerless_layout=headerless)
+
+
+def _looks_headerless(cols: list[str]) -> bool:
+    return all(c.startswith("column") and c[6:].isdigit() for c in cols)
+
+
+def _realign_row_numbers(con: duckdb.DuckDBPyConnection, bad_lines, header_lines: int) -> None:
+    """Turn `row_no` into the data-row index the file had, counting rows the reader skipped."""
+    import numpy as np
+
+    skipped = np.unique(np.asarray(bad_lines, dtype=np.int64) - header_lines)  # data-row index
+    # Row r among kept rows sits at data index d = r + #(skipped indices < d); solve by
+    # shifting r by the number of skipped indices k with skipped[k] - k <= r.
+    adjusted = skipped - np.arange(len(skipped))
+    con.register("skip_adj", pd.DataFrame({"adj": adjusted}))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE raw_tbl AS SELECT r.* REPLACE (r.row_no + "
+        "(SELECT count(*) FROM skip_adj WHERE adj <= r.row_no) AS row_no) FROM raw_tbl r"
+    )
+
+
+def _reader_reason(text: str) -> str:
+    low = text.lower()
+    if "unicode" in low:
+        return "invalid UTF-8 bytes"
+    if "too many columns" in low:
+        return "too many fields"
+    if "missing columns" in low:
+        return "too few fields"
+    if "line size" in low or "maximum line size" in low:
+        return "line too long"
+    if "unquoted" in low or "quote" in low:
+        return "malformed quoting"
+    return text.split(":")[0]
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"line": pd.Series([], dtype="int64"),
+                         "reason": pd.Series([], dtype="string"),
+                         "raw": pd.Series([], dtype="string")})
+
+
+def read_text_head(path: str | Path, n: int = 5) -> list[str]:
+    """First `n` lines of a (possibly gzipped) text file, for messages."""
+    head = _head_bytes(Path(path))
+    return io.StringIO(head.decode("utf-8", errors="replace")).read().splitlines()[:n]

@@ -1,0 +1,365 @@
+"""Dense ids and compact per-customer event arrays (offsets + flat arrays), sessionized.
+
+A `Sequences` holds many customers' ordered journeys the way CSR matrices hold rows: customer i's
+events are `items[offsets[i]:offsets[i+1]]` (same for actions, timestamps, gaps, sessions). It
+is what every model reads; models never see raw files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+
+from funnelrec.config import IngestConfig
+from funnelrec.ingest import EventTable, IngestReport, read_events
+from funnelrec.schema import CANONICAL_ACTIONS, PURCHASE, FunnelrecError, InputError
+
+ARRAYS = ("offsets", "customers", "items", "actions", "timestamps", "gaps", "sessions")
+
+
+@dataclass
+class Vocabulary:
+    """Dense id <-> raw id maps and per-item metadata, shared by every slice of one data set."""
+
+    customer_ids: np.ndarray  # (C,) raw ids as str, index = dense id
+    item_ids: np.ndarray  # (I,)
+    action_names: list[str]
+    item_category: np.ndarray  # (I,) int32, -1 = unknown
+    item_brand: np.ndarray  # (I,) int32, -1 = unknown
+    item_price: np.ndarray  # (I,) float32, NaN = unknown
+    category_names: list[str] = field(default_factory=list)
+    brand_names: list[str] = field(default_factory=list)
+    has_time: bool = True
+    _item_index: dict[str, int] | None = field(default=None, repr=False)
+    _customer_index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customer_ids)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.action_names)
+
+    def item_index(self, raw: str) -> int:
+        """Dense id of a raw item id, or -1 when unknown."""
+        if self._item_index is None:
+            self._item_index = {str(v): i for i, v in enumerate(self.item_ids)}
+        return self._item_index.get(str(raw), -1)
+
+    def customer_index(self, raw: str) -> int:
+        """Dense id of a raw customer id, or -1 when unknown."""
+        if self._customer_index is None:
+            self._customer_index = {str(v): i for i, v in enumerate(self.customer_ids)}
+        return self._customer_index.get(str(raw), -1)
+
+    def action_index(self, name: str) -> int:
+        try:
+            return self.action_names.index(name)
+        except ValueError:
+            return -1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer_ids": [str(x) for x in self.customer_ids],
+            "item_ids": [str(x) for x in self.item_ids],
+            "action_names": list(self.action_names),
+            "category_names": list(self.category_names),
+            "brand_names": list(self.brand_names),
+            "has_time": bool(self.has_time),
+        }
+
+
+@dataclass
+class Sequences:
+    """Ordered event histories of many customers in flat arrays.
+
+    Attributes
+    ----------
+    offsets : (n + 1,) int64. Row i's events are `[offsets[i], offsets[i + 1])`.
+    customers : (n,) int32 dense customer id of each row (-1 for an unknown customer).
+    items, actions : (E,) int32 / int8 dense item and action ids.
+    timestamps : (E,) float64 seconds since the epoch (positions for order-only data).
+    gaps : (E,) float32 seconds since the customer's previous event (0 for the first).
+    sessions : (E,) int32 session index within the customer's history.
+    target_actions : action ids that count as targets for the data this was cut for.
+    """
+
+    offsets: np.ndarray
+    customers: np.ndarray
+    items: np.ndarray
+    actions: np.ndarray
+    timestamps: np.ndarray
+    gaps: np.ndarray
+    sessions: np.ndarray
+    vocab: Vocabulary
+    target_actions: tuple[int, ...] = (PURCHASE,)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_items(self) -> int:
+        return self.vocab.n_items
+
+    @property
+    def n_events(self) -> int:
+        return int(self.offsets[-1] - self.offsets[0]) if len(self.offsets) else 0
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row_of_events(self) -> np.ndarray:
+        """(E,) row index of every event."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
+
+    def history(self, row: int) -> dict[str, np.ndarray]:
+        """One row's events as a dict of array views."""
+        lo, hi = self.offsets[row], self.offsets[row + 1]
+        return {k: getattr(self, k)[lo:hi] for k in ARRAYS[2:]}
+
+    def prefix(self, rows: np.ndarray, ends: np.ndarray) -> Sequences:
+        """For each selected row keep its first `ends[j]` events (the context before a cut)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        if np.any(ends > self.lengths[rows]) or np.any(ends < 0):
+            raise ValueError("prefix ends must lie within each row's length")
+        starts = self.offsets[rows]
+        new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(ends, out=new_offsets[1:])
+        idx = np.repeat(starts - new_offsets[:-1], ends) + np.arange(new_offsets[-1])
+        return Sequences(
+            offsets=new_offsets, customers=self.customers[rows],
+            items=self.items[idx], actions=self.actions[idx], timestamps=self.timestamps[idx],
+            gaps=self.gaps[idx], sessions=self.sessions[idx], vocab=self.vocab,
+            target_actions=self.target_actions,
+        )
+
+    def select(self, rows: np.ndarray) -> Sequences:
+        """Whole histories of the selected rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.prefix(rows, self.lengths[rows])
+
+    def save(self, directory: str | Path) -> None:
+        """Write arrays (safetensors) and vocabulary (JSON) atomically into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: np.ascontiguousarray(getattr(self, k)) for k in ARRAYS}
+        tensors["item_category"] = self.vocab.item_category.astype(np.int32)
+        tensors["item_brand"] = self.vocab.item_brand.astype(np.int32)
+        tensors["item_price"] = self.vocab.item_price.astype(np.float32)
+        tensors["target_actions"] = np.asarray(self.target_actions, dtype=np.int32)
+        atomic_write(directory / "sequences.safetensors", lambda p: save_file(tensors, p))
+        atomic_write(directory / "vocab.json",
+                     lambda p: Path(p).write_text(json.dumps(self.vocab.to_json())))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Sequences:
+        """Read what `save` wrote. No code is executed (safetensors + JSON)."""
+        directory = Path(directory)
+        try:
+            arrays = load_file(str(directory / "sequences.safetensors"))
+            meta = json.loads((directory / "vocab.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise FunnelrecError(f"cannot load sequences from {directory}: {exc}") from exc
+        vocab = Vocabulary(
+            customer_ids=np.asarray(meta["customer_ids"], dtype=object),
+            item_ids=np.asarray(meta["item_ids"], dtype=object),
+            action_names=meta["action_names"], item_category=arrays["item_category"],
+            item_brand=arrays["item_brand"], item_price=arrays["item_price"],
+            category_names=meta["category_names"], brand_names=meta["brand_names"],
+            has_time=meta["has_time"],
+        )
+        return cls(**{k: arrays[k] for k in ARRAYS}, vocab=vocab,
+                   target_actions=tuple(int(a) for a in arrays["target_actions"]))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@dataclass
+class SequenceReport:
+    """Counts from turning events into sequences."""
+
+    n_customers: int
+    n_items: int
+    n_events: int
+    n_sessions: int
+    session_source: str
+    truncated_events: int = 0
+    truncated_customers: int = 0
+    max_history: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_sequences(table: EventTable, config: IngestConfig | None = None) -> tuple[Sequences, SequenceReport]:
+    """Turn validated events (an `EventTable`) into sessionized `Sequences`.
+
+    Dense ids follow the sorted raw ids, so they carry no information about time or frequency.
+    Ties in time keep file order.
+    """
+    config = config or IngestConfig()
+    con = table.con
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE cmap AS SELECT customer_id, "
+        "(row_number() OVER (ORDER BY TRY_CAST(customer_id AS BIGINT) NULLS LAST, customer_id)"
+        " - 1)::INTEGER AS cid FROM (SELECT DISTINCT customer_id FROM events)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE imap AS SELECT item_id, "
+        "(row_number() OVER (ORDER BY TRY_CAST(item_id AS BIGINT) NULLS LAST, item_id)"
+        " - 1)::INTEGER AS iid FROM (SELECT DISTINCT item_id FROM events)"
+    )
+    counts = con.execute(
+        "SELECT action, count(*) AS n FROM events GROUP BY action ORDER BY n DESC, action"
+    ).fetchall()
+    extra = [a for a, _ in counts if a not in CANONICAL_ACTIONS]
+    action_names = list(CANONICAL_ACTIONS) + extra
+    con.register("amap_df", pd.DataFrame({"action": action_names,
+                                          "aid": np.arange(len(action_names), dtype=np.int8)}))
+    cols = con.execute(
+        "SELECT c.cid, i.iid, a.aid, e.ts, hash(e.session_id) AS sh FROM events e "
+        "JOIN cmap c USING (customer_id) JOIN imap i USING (item_id) "
+        "JOIN amap_df a USING (action) ORDER BY c.cid, e.ts, e.row_no"
+    ).fetchnumpy()
+    cid = np.asarray(cols["cid"], dtype=np.int32)
+    items = np.asarray(cols["iid"], dtype=np.int32)
+    actions = np.asarray(cols["aid"], dtype=np.int8)
+    ts = np.asarray(cols["ts"], dtype=np.float64)
+    session_hash = np.asarray(cols["sh"], dtype=np.uint64) if table.has_session_ids else None
+
+    customer_ids = np.asarray(
+        [r[0] for r in con.execute("SELECT customer_id FROM cmap ORDER BY cid").fetchall()],
+        dtype=object)
+    item_ids = np.asarray(
+        [r[0] for r in con.execute("SELECT item_id FROM imap ORDER BY iid").fetchall()],
+        dtype=object)
+    vocab = _vocabulary(con, customer_ids, item_ids, action_names, table.has_time)
+
+    n_customers = len(customer_ids)
+    offsets = np.zeros(n_customers + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cid, minlength=n_customers), out=offsets[1:])
+    first = np.zeros(len(cid), dtype=bool)
+    first[offsets[:-1]] = True
+
+    gaps = np.zeros(len(ts), dtype=np.float32)
+    if table.has_time:
+        gaps[1:] = np.diff(ts).astype(np.float32)
+        gaps[first] = 0.0
+    if not table.has_time:
+        boundary = np.ones(len(ts), dtype=bool)  # order only: every event stands alone
+        source = "none (order-only data: one event per session)"
+    elif session_hash is not None:
+        boundary = first.copy()
+        boundary[1:] |= session_hash[1:] != session_hash[:-1]
+        source = "session ids in the data"
+    else:
+        boundary = first | (gaps > config.session_gap_minutes * 60.0)
+        source = f"{config.session_gap_minutes:g}-minute inactivity gap"
+    running = np.cumsum(boundary)
+    sessions = (running - running[offsets[:-1]].repeat(np.diff(offsets))).astype(np.int32)
+
+    seqs = Sequences(offsets=offsets, customers=np.arange(n_customers, dtype=np.int32),
+                     items=items, actions=actions, timestamps=ts, gaps=gaps, sessions=sessions,
+                     vocab=vocab)
+    report = SequenceReport(n_customers=n_customers, n_items=len(item_ids), n_events=len(ts),
+                            n_sessions=int(boundary.sum()), session_source=source,
+                            max_history=config.max_history)
+    if config.max_history and config.max_history > 0:
+        lengths = seqs.lengths
+        keep = np.minimum(lengths, config.max_history)
+        report.truncated_events = int((lengths - keep).sum())
+        report.truncated_customers = int((lengths > keep).sum())
+        if report.truncated_events:
+            seqs = _keep_last(seqs, keep)
+            report.n_events = seqs.n_events
+    return seqs, report
+
+
+def _keep_last(seqs: Sequences, keep: np.ndarray) -> Sequences:
+    """Keep each row's last `keep[i]` events; session indices restart at 0."""
+    rows = np.arange(len(seqs))
+    starts = seqs.offsets[1:] - keep
+    new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(keep, out=new_offsets[1:])
+    idx = np.repeat(starts - new_offsets[:-1], keep) + np.arange(new_offsets[-1])
+    sessions = seqs.sessions[idx]
+    first_session = np.repeat(sessions[new_offsets[:-1][keep > 0]], keep[keep > 0])
+    gaps = seqs.gaps[idx].copy()
+    gaps[new_offsets[:-1][keep > 0]] = 0.0
+    return Sequences(offsets=new_offsets, customers=seqs.customers, items=seqs.items[idx],
+                     actions=seqs.actions[idx], timestamps=seqs.timestamps[idx], gaps=gaps,
+                     sessions=sessions - first_session, vocab=seqs.vocab,
+                     target_actions=seqs.target_actions)
+
+
+def _vocabulary(con, customer_ids, item_ids, action_names, has_time) -> Vocabulary:
+    meta = con.execute(
+        "SELECT i.iid, arg_min(e.category, e.ts) FILTER (WHERE e.category IS NOT NULL) AS cat, "
+        "arg_min(e.brand, e.ts) FILTER (WHERE e.brand IS NOT NULL) AS brand, "
+        "median(e.price) AS price FROM events e JOIN imap i USING (item_id) GROUP BY i.iid "
+        "ORDER BY i.iid"
+    ).df()
+    n = len(item_ids)
+
+    def encode(values) -> tuple[np.ndarray, list[str]]:
+        codes = np.full(n, -1, dtype=np.int32)
+        mask = values.notna().to_numpy()
+        names = sorted({str(v) for v in values[mask]})
+        index = {v: k for k, v in enumerate(names)}
+        codes[meta["iid"].to_numpy()[mask]] = [index[str(v)] for v in values[mask]]
+        return codes, names
+
+    category, category_names = encode(meta["cat"])
+    brand, brand_names = encode(meta["brand"])
+    price = np.full(n, np.nan, dtype=np.float32)
+    price[meta["iid"].to_numpy()] = meta["price"].to_numpy(dtype=np.float32, na_value=np.nan)
+    return Vocabulary(customer_ids=customer_ids, item_ids=item_ids, action_names=action_names,
+                      item_category=category, item_brand=brand, item_price=price,
+                      category_names=category_names, brand_names=brand_names, has_time=has_time)
+
+
+def load_sequences(
+    source: str | Path | pd.DataFrame,
+    config: IngestConfig | None = None,
+    rejects_path: str | Path | None = None,
+) -> tuple[Sequences, IngestReport, SequenceReport]:
+    """Read a file (any supported layout) straight to sequences.
+
+    Returns `(sequences, ingest_report, sequence_report)`.
+
+    Examples
+    --------
+    >>> seqs, ingest, rep = load_sequences("events.csv")  # doctest: +SKIP
+    """
+    config = config or IngestConfig()
+    table = read_events(source, config, rejects_path=rejects_path)
+    try:
+        seqs, rep = build_sequences(table, config)
+    finally:
+        table.con.close()
+    if seqs.n_events == 0:
+        raise InputError("no events left after ingestion", path=table.report.path)
+    return seqs, table.report, rep
