@@ -285,7 +285,7 @@ def _action_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout: L
     if extra and not config.strict_actions:
         report.notes.append("kept as action types of their own: " + ", ".join(extra))
     rows = [(k, v, v in known or not config.strict_actions) for k, v in mapping.items()]
-    con.register("action_map_df", pd.DataFrame(rows, columns=["raw", "action", "ok"]))
+    con.register("action_map_df", pd.DataFrame(rows, columns=["am_raw", "am_action", "am_ok"]))
     con.execute("CREATE OR REPLACE TEMP TABLE action_map AS SELECT * FROM action_map_df")
     return raw, True
 
@@ -294,9 +294,9 @@ def _stage(con: duckdb.DuckDBPyConnection, colmap: dict, ts_expr: str, action_ex
            mapped: bool, check_future: bool) -> None:
     """Parse every row once and give each unusable row its reason."""
     now = time.time() + FUTURE_TOLERANCE_S if check_future else float("inf")
-    action_join = (f"LEFT JOIN action_map am ON am.raw = {action_expr}" if mapped else "")
-    action_val = "am.action" if mapped else action_expr
-    action_ok = "coalesce(am.ok, false)" if mapped else "true"
+    action_join = (f"LEFT JOIN action_map ON am_raw = {action_expr}" if mapped else "")
+    action_val = "am_action" if mapped else action_expr
+    action_ok = "coalesce(am_ok, false)" if mapped else "true"
     price_raw = _col(colmap, "price")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE staged AS

@@ -1,0 +1,8 @@
+"""Evaluation: leak-free splits, full-ranking metrics, one harness for every model."""
+
+from funnelrec.evaluate.harness import compare, evaluate
+from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
+from funnelrec.evaluate.splits import Cases, Split, make_split, resolve_target
+
+__all__ = ["Cases", "Split", "compare", "evaluate", "make_split", "ranking_metrics",
+           "resolve_target", "target_ranks"]

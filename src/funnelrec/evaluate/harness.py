@@ -1,0 +1,87 @@
+"""The judge: every model, baselines included, is scored here the same way.
+
+Full ranking over the whole catalogue, random tie-breaking, results per history-length bucket,
+fit and scoring times measured around the model's own calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from funnelrec.evaluate.metrics import HISTORY_BUCKETS, bucket_of, ranking_metrics, target_ranks
+from funnelrec.evaluate.splits import Cases, Split
+from funnelrec.models.base import Recommender, top_k
+
+
+def evaluate(
+    model: Recommender,
+    split: Split,
+    part: str = "test",
+    ks: tuple[int, ...] = (5, 10, 20),
+    mask_history: bool = False,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Rank every item for each case of `split.valid` or `split.test` and summarise.
+
+    History items are not masked by default: in funnels, coming back to an item is real
+    behaviour. `mask_history=True` removes the customer's context items from the ranking.
+    """
+    cases: Cases = split.valid if part == "valid" else split.test
+    rng = np.random.default_rng(seed)
+    ranks = np.empty(len(cases), dtype=np.int64)
+    top10: list[np.ndarray] = []
+    started = time.perf_counter()
+    for lo in range(0, len(cases), batch_size):
+        sl = slice(lo, min(lo + batch_size, len(cases)))
+        ctx = cases.contexts(split.full, sl)
+        scores = model.score(ctx)
+        if mask_history:
+            scores[ctx.row_of_events(), ctx.items] = -np.inf
+        ranks[sl] = target_ranks(scores, cases.targets[sl], rng)
+        top10.append(top_k(scores, 10)[0])
+    seconds = time.perf_counter() - started
+    metrics = ranking_metrics(ranks, ks)
+    items_shown = np.unique(np.concatenate(top10)) if top10 else np.array([])
+    metrics["coverage@10"] = float(len(items_shown) / max(split.full.n_items, 1))
+    buckets = bucket_of(cases.ends)
+    by_bucket = {}
+    for name, _, _ in HISTORY_BUCKETS:
+        sel = buckets == name
+        if sel.any():
+            by_bucket[name] = {"n": int(sel.sum()), **ranking_metrics(ranks[sel], (10,))}
+    return {"n": len(cases), "metrics": metrics, "by_history_length": by_bucket,
+            "score_seconds": seconds,
+            "score_ms_per_1000": 1000.0 * seconds / max(len(cases), 1) * 1000.0}
+
+
+def compare(
+    models: dict[str, Callable[[], Recommender]],
+    split: Split,
+    mask_history: bool = False,
+    progress: Callable[[str], None] | None = None,
+    parts: Iterable[str] = ("valid", "test"),
+) -> dict[str, Any]:
+    """Fit each model on `split.train` and evaluate it on validation and test cases."""
+    out: dict[str, Any] = {}
+    for name, make in models.items():
+        if progress:
+            progress(name)
+        model = make()
+        started = time.perf_counter()
+        model.fit(split.train)
+        fit_s = time.perf_counter() - started
+        entry: dict[str, Any] = {"fit_seconds": fit_s, "params": _jsonable(model.get_params())}
+        for part in parts:
+            entry[part] = evaluate(model, split, part=part, mask_history=mask_history)
+        out[name] = entry
+    return out
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+            for k, v in params.items()}
