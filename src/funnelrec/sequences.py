@@ -19,7 +19,13 @@ from safetensors.numpy import load_file, save_file
 
 from funnelrec.config import IngestConfig
 from funnelrec.ingest import EventTable, IngestReport, read_events
-from funnelrec.schema import CANONICAL_ACTIONS, PURCHASE, FunnelrecError, InputError
+from funnelrec.schema import (
+    ACTION_SYNONYMS,
+    CANONICAL_ACTIONS,
+    PURCHASE,
+    FunnelrecError,
+    InputError,
+)
 
 ARRAYS = ("offsets", "customers", "items", "actions", "timestamps", "gaps", "sessions")
 
@@ -214,7 +220,9 @@ class SequenceReport:
         return dict(self.__dict__)
 
 
-def build_sequences(table: EventTable, config: IngestConfig | None = None) -> tuple[Sequences, SequenceReport]:
+def build_sequences(
+    table: EventTable, config: IngestConfig | None = None
+) -> tuple[Sequences, SequenceReport]:
     """Turn validated events (an `EventTable`) into sessionized `Sequences`.
 
     Dense ids follow the sorted raw ids, so they carry no information about time or frequency.
@@ -363,3 +371,73 @@ def load_sequences(
     if seqs.n_events == 0:
         raise InputError("no events left after ingestion", path=table.report.path)
     return seqs, table.report, rep
+
+
+def encode_histories(vocab: Vocabulary, events: pd.DataFrame,
+                     session_gap_minutes: float = 30.0) -> tuple[Sequences, dict[str, int]]:
+    """Encode raw-id histories (canonical columns) with an existing vocabulary.
+
+    This is how a new customer's journey, or new events of a known one, reach a fitted model.
+    `timestamp` is optional (row order is used without it). Events whose item or action the
+    vocabulary does not know are dropped and counted in the returned dict.
+
+    Examples
+    --------
+    >>> hist, dropped = encode_histories(vocab, pd.DataFrame(
+    ...     {"customer_id": ["new"], "item_id": ["i00001"], "action": ["view"]}))  # doctest: +SKIP
+    """
+    for col in ("customer_id", "item_id", "action"):
+        if col not in events.columns:
+            raise InputError("history events lack a required column", column=col,
+                             found=f"columns {list(events.columns)}")
+    df = events.reset_index(drop=True)
+    if "timestamp" in df.columns:
+        ts = _to_seconds(df["timestamp"])
+    else:
+        ts = np.arange(len(df), dtype=np.float64)
+    items = np.array([vocab.item_index(str(x)) for x in df["item_id"]], dtype=np.int64)
+    actions = np.array([vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
+                        for a in df["action"]], dtype=np.int64)
+    keep = (items >= 0) & (actions >= 0) & ~np.isnan(ts)
+    dropped = {"unknown item": int((items < 0).sum()),
+               "unknown action": int(((items >= 0) & (actions < 0)).sum()),
+               "bad timestamp": int(((items >= 0) & (actions >= 0) & np.isnan(ts)).sum())}
+    cust = df["customer_id"].astype(str).to_numpy()
+    order_keys = pd.factorize(cust)[0]
+    sub = np.flatnonzero(keep)
+    order = sub[np.lexsort((sub, ts[sub], order_keys[sub]))]
+    uniq = pd.unique(cust)
+    counts = np.bincount(order_keys[order], minlength=len(uniq))
+    offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    t = ts[order]
+    first = np.zeros(len(order), dtype=bool)
+    first[offsets[:-1][counts > 0]] = True
+    gaps = np.zeros(len(order), dtype=np.float32)
+    if len(order):
+        gaps[1:] = np.diff(t)
+    gaps[first] = 0.0
+    boundary = first | (gaps > session_gap_minutes * 60.0) if vocab.has_time else np.ones(
+        len(order), dtype=bool)
+    running = np.cumsum(boundary)
+    sessions = (running - np.repeat(running[offsets[:-1][counts > 0]], counts[counts > 0])
+                ).astype(np.int32)
+    seqs = Sequences(
+        offsets=offsets,
+        customers=np.array([vocab.customer_index(c) for c in uniq], dtype=np.int32),
+        items=items[order].astype(np.int32), actions=actions[order].astype(np.int8),
+        timestamps=t, gaps=gaps, sessions=sessions, vocab=vocab)
+    return seqs, dropped
+
+
+def _to_seconds(values: pd.Series) -> np.ndarray:
+    """Seconds since the epoch from numbers (s/ms by magnitude) or date-time strings."""
+    num = pd.to_numeric(values, errors="coerce")
+    if num.notna().all():
+        x = num.to_numpy(dtype=np.float64)
+        return x / 1e3 if np.nanmedian(np.abs(x)) >= 1e11 else x
+    parsed = pd.to_datetime(values.astype(str).str.replace(r"\s*UTC$", "+00:00", regex=True),
+                            utc=True, errors="coerce", format="mixed")
+    # pandas may pick s/ms/us resolution: convert through the unit it chose, never assume ns.
+    secs = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+    return secs.to_numpy(dtype=np.float64, na_value=np.nan)

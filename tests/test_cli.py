@@ -1,0 +1,107 @@
+"""The CLI: every command has help; outputs have the documented shape; errors exit non-zero."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from funnelrec.cli import app
+
+runner = CliRunner()
+COMMANDS = sorted(get_command(app).commands)
+
+
+def test_expected_commands_exist() -> None:
+    assert {"demo", "inspect", "evaluate", "ingest"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    res = runner.invoke(app, [command, "--help"])
+    assert res.exit_code == 0
+    assert get_command(app).commands[command].help, f"{command} lacks a docstring"
+
+
+def test_evaluate_writes_documented_json(funnel_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    res = runner.invoke(app, ["evaluate", str(funnel_csv), "--models", "pop,repeat,markov",
+                              "--split", "loo", "--target", "purchase", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["split"] == "loo" and data["target"] == "purchase"
+    assert set(data["models"]) == {"pop", "repeat", "markov"}
+    for m in data["models"].values():
+        assert 0 <= m["NDCG@10"] <= m["HR@10"] <= 1
+        assert {"HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR", "coverage@10"} <= set(m)
+    by_len = data["details"]["models"]["repeat"]["test"]["by_history_length"]
+    assert set(by_len) <= {"1-3", "4-10", "11-50", "50+"}
+    assert out.with_suffix(".html").exists()
+    assert "repeat" in res.output
+
+
+def test_evaluate_unknown_model_fails_clearly(funnel_csv: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["evaluate", str(funnel_csv), "--models", "pop,nope",
+                              "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2
+    assert "unknown model(s) nope" in res.output
+
+
+def test_inspect_json(funnel_csv: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["inspect", str(funnel_csv), "--json",
+                              "--rejects", str(tmp_path / "rej.csv")])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["ingest"]["layout"] == "canonical"
+    f = data["funnel"]
+    assert f["events"] == data["ingest"]["rows_used"]
+    assert 0 < f["funnel_conversion"]["view_to_cart"] <= 1
+    assert 0 < f["remove_after_cart_rate"] < 1
+    assert set(f["history_length_buckets"]) == {"1-3", "4-10", "11-50", "50+"}
+
+
+def test_inspect_table_output(funnel_csv: Path) -> None:
+    res = runner.invoke(app, ["inspect", str(funnel_csv)])
+    assert res.exit_code == 0
+    assert "layout canonical (detected)" in res.output
+    assert "carts later removed" in res.output
+
+
+def test_map_and_action_options(tmp_path: Path) -> None:
+    p = tmp_path / "shop.csv"
+    p.write_text("who,when,what,sku\n1,1700000000,looked,a\n1,1700000100,paid,a\n")
+    res = runner.invoke(app, ["inspect", str(p), "--json", "--map",
+                              "customer_id=who,timestamp=when", "--map", "action=what",
+                              "--map", "item_id=sku", "--action", "looked=view",
+                              "--action", "paid=purchase"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["funnel"]["actions"]["purchase"] == 1
+
+
+def test_bad_file_exits_2_with_message(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("foo,bar\n1,2\n")
+    res = runner.invoke(app, ["inspect", str(p)])
+    assert res.exit_code == 2
+    assert "unrecognised column layout" in res.output and "foo" in res.output
+
+
+def test_ingest_writes_sequences(funnel_csv: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["ingest", str(funnel_csv), "--out", str(tmp_path / "seq")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "seq" / "sequences.safetensors").exists()
+    assert json.loads((tmp_path / "seq" / "ingest_report.json").read_text())["ingest"][
+        "rows_used"] > 0
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--customers", "300"])
+    assert res.exit_code == 0, res.output
+    for name in ("events.csv", "results.json", "results.html", "inspect.json",
+                 "ground_truth_customers.json", "sequences/sequences.safetensors"):
+        assert (out / name).exists(), name
+    assert "Outputs in" in res.output
