@@ -139,6 +139,16 @@ def detect_from_columns(columns: list[str]) -> Layout | None:
     return None
 
 
+def nearest_layout(columns: list[str]) -> Layout | None:
+    """The layout missing exactly one of its (3+) signature columns, if just one is that close.
+
+    Used only to word the error: "layout X, missing column Y" helps more than "unrecognised".
+    """
+    present = {c.strip().lower() for c in columns}
+    close = [lay for lay, sig in _SIGNATURES if len(sig) >= 3 and len(sig - present) == 1]
+    return close[0] if len(close) == 1 else None
+
+
 def detect_headerless(first_rows: list[list[str]]) -> Layout | None:
     """Recognise header-less Taobao rows: five fields, ids numeric, a Taobao behaviour."""
     if not first_rows:

@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from funnelrec.config import IngestConfig
-from funnelrec.ingest.layouts import LAYOUTS, Layout, detect_from_columns, translate_action
+from funnelrec.ingest.layouts import (
+    LAYOUTS,
+    Layout,
+    detect_from_columns,
+    nearest_layout,
+    translate_action,
+)
 from funnelrec.ingest.sources import RawSource, open_source, sql_ident, sql_str
 from funnelrec.schema import CANONICAL_ACTIONS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, InputError
 
@@ -167,6 +174,9 @@ def _resolve_layout(src: RawSource, config: IngestConfig) -> tuple[Layout, bool]
         return found, True
     if config.column_map:
         return LAYOUTS["canonical"], False
+    near = nearest_layout(src.columns)
+    if near is not None:  # all but one signature column: name what is missing
+        return near, True
     raise InputError(
         "unrecognised column layout", path=src.path,
         expected=("one of the known layouts (" + ", ".join(LAYOUTS) + ") or --map "
@@ -235,13 +245,14 @@ def _timestamp_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout
         f"SELECT {raw} AS v, TRY_CAST({raw} AS DOUBLE) AS num FROM raw_src "
         f"WHERE {raw} IS NOT NULL LIMIT 20000"
     ).df()
-    numeric_share = float(sample["num"].notna().mean()) if len(sample) else 0.0
+    finite = sample["num"].where(np.isfinite(sample["num"].astype("float64")))
+    numeric_share = float(finite.notna().mean()) if len(sample) else 0.0
     unit = config.timestamp_unit if config.timestamp_unit != "auto" else layout.timestamp_unit
     if unit == "auto":
         if numeric_share < 0.5:
             unit = "iso"
         else:
-            mag = float(sample["num"].dropna().abs().median())
+            mag = float(finite.dropna().abs().median())
             unit = "ns" if mag >= 1e17 else "us" if mag >= 1e14 else "ms" if mag >= 1e11 else "s"
         how = "detected"
     else:
@@ -305,11 +316,12 @@ def _stage(con: duckdb.DuckDBPyConnection, colmap: dict, ts_expr: str, action_ex
                CASE WHEN cust IS NULL THEN 'empty customer_id'
                     WHEN item IS NULL THEN 'empty item_id'
                     WHEN raw_ts IS NULL THEN 'empty timestamp'
-                    WHEN ts IS NULL OR isnan(ts) THEN 'unparseable timestamp'
+                    WHEN ts IS NULL OR isnan(ts) OR isinf(ts) THEN 'unparseable timestamp'
                     WHEN ts > '{now!r}'::DOUBLE THEN 'timestamp in the future'
                     WHEN act IS NULL THEN 'empty action'
                     WHEN NOT act_ok THEN 'unknown action (strict mode)'
-                    WHEN raw_price IS NOT NULL AND price IS NULL THEN 'unparseable price'
+                    WHEN raw_price IS NOT NULL AND (price IS NULL OR isnan(price) OR isinf(price))
+                         THEN 'unparseable price'
                     WHEN price < 0 THEN 'negative price'
                END AS reason
         FROM (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def _head_bytes(path: Path) -> bytes:
     try:
         with opener(path, "rb") as fh:
             return fh.read(_SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read file: {exc}", path=str(path)) from exc
 
 
@@ -132,32 +133,48 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     lines_rel = (
         f"SELECT row_number() OVER () AS row_no, line FROM read_csv({sql_str(str(path))}, "
         "columns = {'line': 'VARCHAR'}, delim = '\x01', header = false, quote = '', "
-        "escape = '', auto_detect = false)"
+        "escape = '', auto_detect = false, store_rejects = true, "
+        "rejects_table = 'jrej_errors', rejects_scan = 'jrej_scans', max_line_size = 4000000)"
     )
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS {lines_rel}")
     except duckdb.Error as exc:
         raise InputError(f"cannot read JSON Lines: {_first_line(exc)}", path=str(path)) from exc
     keys = con.execute(
-        "SELECT DISTINCT unnest(json_keys(line)) FROM (SELECT line FROM raw_lines "
-        "WHERE trim(line) <> '' AND json_valid(line) LIMIT 10000)"
+        "SELECT DISTINCT unnest(json_keys(j)) FROM (SELECT CASE WHEN json_valid(line) AND "
+        "json_type(CASE WHEN json_valid(line) THEN line END) = 'OBJECT' THEN line END AS j "
+        "FROM raw_lines WHERE trim(line) <> '' LIMIT 20000) WHERE j IS NOT NULL"
     ).fetchall()
     cols = sorted(k[0] for k in keys)
     if not cols:
         raise InputError("no JSON objects found", path=str(path),
                          expected="one JSON object per line")
+    reader_bad = con.execute(
+        "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
+        "FROM jrej_errors ORDER BY line").df()
+    if len(reader_bad):
+        _realign_row_numbers(con, reader_bad["line"].to_numpy(), 0, table="raw_lines")
+        reader_bad["reason"] = reader_bad["reason"].map(_reader_reason)
+    # Guard every JSON function with CASE: DuckDB may evaluate projections on rows a WHERE
+    # clause would have removed, and a malformed line must become a reject, not an exception.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_no, line, "
+        "CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS is_obj, "
+        "json_valid(line) AS is_json FROM raw_lines WHERE trim(line) <> ''"
+    )
     select = ", ".join(
-        f"CAST(json_extract_string(line, {sql_str('$.' + _json_key(c))}) AS VARCHAR) "
-        f"AS {sql_ident(c)}" for c in cols
+        f"CASE WHEN is_obj THEN CAST(json_extract_string(line, "
+        f"{sql_str('$.' + _json_key(c))}) AS VARCHAR) END AS {sql_ident(c)}" for c in cols
     )
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_no, {select} FROM raw_lines "
-        "WHERE trim(line) <> '' AND json_valid(line)"
+        f"CREATE OR REPLACE TEMP TABLE raw_src AS SELECT row_no, {select} FROM raw_lines "
+        "WHERE is_obj"
     )
     bad = con.execute(
-        "SELECT row_no AS line, 'malformed JSON line' AS reason, line AS raw FROM raw_lines "
-        "WHERE trim(line) <> '' AND NOT json_valid(line)"
+        "SELECT row_no AS line, CASE WHEN is_json THEN 'not a JSON object' "
+        "ELSE 'malformed JSON line' END AS reason, line AS raw FROM raw_lines WHERE NOT is_obj"
     ).df()
+    bad = pd.concat([b for b in (reader_bad, bad) if len(b)] or [bad], ignore_index=True)
     return RawSource(str(path), "jsonl", cols, 0, bad)
 
 
@@ -194,8 +211,10 @@ def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layo
 
 def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
               delimiter: str | None, has_header: bool | None) -> RawSource:
+    # An explicit quote character: without it one badly quoted row can make the sniffer turn
+    # quoting off, and then every correctly quoted row splits into too many fields.
     opts = ["all_varchar = true", "store_rejects = true", "rejects_table = 'rej_errors'",
-            "rejects_scan = 'rej_scans'", "max_line_size = 4000000"]
+            "rejects_scan = 'rej_scans'", "max_line_size = 4000000", "quote = '\"'"]
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
     headerless = None
@@ -213,8 +232,14 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
     try:
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
-        raise InputError(f"cannot parse as CSV: {_first_line(exc)}", path=str(path),
-                         expected="a delimited text file with a header row") from exc
+        # The sniffer gives up on some files (a giant line, say). Read the header ourselves
+        # and let the reader reject the bad rows one by one instead of refusing the file.
+        reader, cols = _reader_without_sniffing(path, lines, delimiter, opts, exc)
+    header = lines[0] if lines else ""
+    if len(cols) == 1 and delimiter is None and headerless is None and any(
+            d in header for d in ",;\t|"):
+        # One column although the header has delimiters: the sniffer was thrown by a bad row.
+        reader, cols = _reader_without_sniffing(path, lines, delimiter, opts, None)
     select = ", ".join(sql_ident(c) for c in cols)
     try:
         con.execute(
@@ -236,11 +261,30 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
     return RawSource(str(path), "csv", cols, header_lines, bad, headerless_layout=headerless)
 
 
+def _reader_without_sniffing(path: Path, lines: list[str], delimiter: str | None,
+                             opts: list[str], exc: Exception | None
+                             ) -> tuple[str, list[str]]:
+    header = lines[0] if lines else ""
+    delim = delimiter or max(",;\t|", key=header.count)
+    names = [h.strip().strip('"') for h in header.split(delim)]
+    if len(names) < 2 or any(not n for n in names):
+        why = _first_line(exc) if exc else "no delimiter found in the header"
+        raise InputError(f"cannot parse as CSV: {why}", path=str(path),
+                         expected="a delimited text file with a header row",
+                         found=header[:200]) from exc
+    columns = "{" + ", ".join(f"{sql_str(n)}: 'VARCHAR'" for n in names) + "}"
+    keep = [o for o in opts if not o.startswith(("delim", "header", "all_varchar"))]
+    keep += [f"delim = {sql_str(delim)}", "header = true", "auto_detect = false",
+             f"columns = {columns}"]
+    return f"read_csv({sql_str(str(path))}, {', '.join(keep)})", names
+
+
 def _looks_headerless(cols: list[str]) -> bool:
     return all(c.startswith("column") and c[6:].isdigit() for c in cols)
 
 
-def _realign_row_numbers(con: duckdb.DuckDBPyConnection, bad_lines, header_lines: int) -> None:
+def _realign_row_numbers(con: duckdb.DuckDBPyConnection, bad_lines, header_lines: int,
+                         table: str = "raw_tbl") -> None:
     """Turn `row_no` into the data-row index the file had, counting rows the reader skipped."""
     import numpy as np
 
@@ -250,8 +294,8 @@ def _realign_row_numbers(con: duckdb.DuckDBPyConnection, bad_lines, header_lines
     adjusted = skipped - np.arange(len(skipped))
     con.register("skip_adj", pd.DataFrame({"adj": adjusted}))
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE raw_tbl AS SELECT r.* REPLACE (r.row_no + "
-        "(SELECT count(*) FROM skip_adj WHERE adj <= r.row_no) AS row_no) FROM raw_tbl r"
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT r.* REPLACE (r.row_no + "
+        f"(SELECT count(*) FROM skip_adj WHERE adj <= r.row_no) AS row_no) FROM {table} r"
     )
 
 
