@@ -244,8 +244,11 @@ def test_unparseable_timestamps_counted_with_file_lines(tmp_path: Path) -> None:
     assert report.rows_used == 2
     _accounted(report)
     assert report.rejects_path == str(rejects)
-    assert _rejects(rejects) == [(3, "unparseable timestamp"), (5, "unparseable timestamp"),
-                                 (6, "unparseable timestamp")]
+    assert _rejects(rejects) == [
+        (3, "unparseable timestamp"),
+        (5, "unparseable timestamp"),
+        (6, "unparseable timestamp"),
+    ]
 
 
 def test_future_timestamps_rejected(tmp_path: Path) -> None:
@@ -331,10 +334,7 @@ def test_exact_duplicates_counted_not_rejected(tmp_path: Path) -> None:
 
 def test_unsorted_input_is_sorted_and_reported(tmp_path: Path) -> None:
     text = HEADER + (
-        f"1,{T0 + 300},purchase,12\n"
-        f"2,{T0},view,20\n"
-        f"1,{T0},view,10\n"
-        f"1,{T0 + 100},add_cart,11\n"
+        f"1,{T0 + 300},purchase,12\n2,{T0},view,20\n1,{T0},view,10\n1,{T0 + 100},add_cart,11\n"
     )
     seqs, report, _ = load_sequences(_write(tmp_path, "events.csv", text))
     assert report.input_sorted is False
@@ -343,8 +343,7 @@ def test_unsorted_input_is_sorted_and_reported(tmp_path: Path) -> None:
     row = seqs.vocab.customer_index("1")
     hist = seqs.history(row)
     assert [str(seqs.vocab.item_ids[i]) for i in hist["items"]] == ["10", "11", "12"]
-    assert [seqs.vocab.action_names[a] for a in hist["actions"]] == ["view", "add_cart",
-                                                                      "purchase"]
+    assert [seqs.vocab.action_names[a] for a in hist["actions"]] == ["view", "add_cart", "purchase"]
     assert hist["timestamps"].tolist() == [T0, T0 + 100, T0 + 300]
     assert hist["gaps"].tolist() == [0.0, 100.0, 200.0]
 
@@ -360,13 +359,21 @@ def test_empty_ids_and_fields_each_get_a_reason(tmp_path: Path) -> None:
     )
     rejects = tmp_path / "rejects.csv"
     report = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects).report
-    assert report.rows_rejected == {"empty customer_id": 2, "empty item_id": 1,
-                                    "empty timestamp": 1, "empty action": 1}
+    assert report.rows_rejected == {
+        "empty customer_id": 2,
+        "empty item_id": 1,
+        "empty timestamp": 1,
+        "empty action": 1,
+    }
     assert report.rows_used == 1
     _accounted(report)
-    assert _rejects(rejects) == [(2, "empty customer_id"), (3, "empty item_id"),
-                                 (4, "empty customer_id"), (5, "empty timestamp"),
-                                 (6, "empty action")]
+    assert _rejects(rejects) == [
+        (2, "empty customer_id"),
+        (3, "empty item_id"),
+        (4, "empty customer_id"),
+        (5, "empty timestamp"),
+        (6, "empty action"),
+    ]
 
 
 def test_unknown_action_rejected_in_strict_mode_kept_otherwise(tmp_path: Path) -> None:
@@ -399,13 +406,19 @@ def test_too_many_and_too_few_fields(tmp_path: Path) -> None:
     )
     rejects = tmp_path / "rejects.csv"
     seqs, report, _ = load_sequences(_write(tmp_path, "events.csv", text), rejects_path=rejects)
-    assert report.rows_rejected == {"too many fields": 1, "too few fields": 1,
-                                    "unparseable timestamp": 1}
+    assert report.rows_rejected == {
+        "too many fields": 1,
+        "too few fields": 1,
+        "unparseable timestamp": 1,
+    }
     assert report.rows_used == 3
     _accounted(report)
     # Rows the CSV reader skipped do not shift the line numbers of later rejects.
-    assert _rejects(rejects) == [(3, "too many fields"), (4, "too few fields"),
-                                 (6, "unparseable timestamp")]
+    assert _rejects(rejects) == [
+        (3, "too many fields"),
+        (4, "too few fields"),
+        (6, "unparseable timestamp"),
+    ]
     assert sorted(_ts_by_item(seqs)) == ["10", "12", "14"]
 
 
@@ -461,12 +474,14 @@ def test_numeric_ids_written_as_floats_equal_integers(tmp_path: Path) -> None:
 
 
 def test_dataframe_float_ids_and_missing_values(tmp_path: Path) -> None:
-    frame = pd.DataFrame({
-        "customer_id": [123.0, 123.0, np.nan, 7.0],
-        "timestamp": [T0, T0 + 60, T0 + 120, T0 + 180],
-        "action": ["view", "purchase", "view", "view"],
-        "item_id": [10.0, 10.0, 11.0, np.nan],
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": [123.0, 123.0, np.nan, 7.0],
+            "timestamp": [T0, T0 + 60, T0 + 120, T0 + 180],
+            "action": ["view", "purchase", "view", "view"],
+            "item_id": [10.0, 10.0, 11.0, np.nan],
+        }
+    )
     rejects = tmp_path / "rejects.csv"
     seqs, report, _ = load_sequences(frame, rejects_path=rejects)
     assert report.rows_rejected == {"empty customer_id": 1, "empty item_id": 1}
@@ -490,13 +505,15 @@ def test_malformed_json_lines_counted_with_lines(tmp_path: Path) -> None:
         f'{{"customer_id":"2","timestamp":"bad","action":"view","item_id":"10"}}\n'  # line 6
     )
     rejects = tmp_path / "rejects.csv"
-    seqs, report, _ = load_sequences(_write(tmp_path, "events.jsonl", text),
-                                     rejects_path=rejects)
+    seqs, report, _ = load_sequences(_write(tmp_path, "events.jsonl", text), rejects_path=rejects)
     assert report.rows_rejected == {"malformed JSON line": 2, "unparseable timestamp": 1}
     assert report.rows_used == 2
     _accounted(report)
-    assert _rejects(rejects) == [(2, "malformed JSON line"), (5, "malformed JSON line"),
-                                 (6, "unparseable timestamp")]
+    assert _rejects(rejects) == [
+        (2, "malformed JSON line"),
+        (5, "malformed JSON line"),
+        (6, "unparseable timestamp"),
+    ]
     assert seqs.timestamps.tolist() == [float(T0), float(T0 + 2)]
 
 
@@ -508,9 +525,11 @@ def test_jsonl_without_any_object(tmp_path: Path) -> None:
 
 
 def test_jsonl_non_object_lines_get_a_json_reason(tmp_path: Path) -> None:
-    text = ('[1, 2, 3]\n'
-            f'{{"customer_id":"1","timestamp":{T0},"action":"view","item_id":"10"}}\n'
-            '"just a string"\n')
+    text = (
+        "[1, 2, 3]\n"
+        f'{{"customer_id":"1","timestamp":{T0},"action":"view","item_id":"10"}}\n'
+        '"just a string"\n'
+    )
     rejects = tmp_path / "rejects.csv"
     report = read_events(_write(tmp_path, "events.jsonl", text), rejects_path=rejects).report
     _accounted(report)
@@ -582,8 +601,9 @@ def _cli(*args: str) -> tuple[int, str, str]:
 
 def test_cli_unknown_layout(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.csv", HEADER + _rows(2))
-    code, out, err = _cli("inspect", str(path), "--layout", "amazon",
-                          "--rejects", str(tmp_path / "r.csv"))
+    code, out, err = _cli(
+        "inspect", str(path), "--layout", "amazon", "--rejects", str(tmp_path / "r.csv")
+    )
     assert code == 2
     assert err.startswith("error:")
     assert "unknown layout 'amazon'" in err and "rees46" in err
@@ -592,8 +612,9 @@ def test_cli_unknown_layout(tmp_path: Path) -> None:
 
 def test_cli_map_to_nonexistent_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.csv", HEADER + _rows(2))
-    code, _, err = _cli("inspect", str(path), "--map", "customer_id=visitor",
-                        "--rejects", str(tmp_path / "r.csv"))
+    code, _, err = _cli(
+        "inspect", str(path), "--map", "customer_id=visitor", "--rejects", str(tmp_path / "r.csv")
+    )
     assert code == 2
     assert "error: --map customer_id=visitor: no such column" in err
     assert "found: columns ['customer_id', 'timestamp', 'action', 'item_id']" in err
@@ -628,5 +649,7 @@ def test_cli_strict_json_counts_and_rejects_file(tmp_path: Path) -> None:
     assert ingest["duplicates_dropped"] == 1
     assert ingest["rows_used"] == 2
     assert ingest["rejects_path"] == str(rejects)
-    assert _rejects(rejects) == [(3, "unknown action (strict mode)"),
-                                 (4, "unknown action (strict mode)")]
+    assert _rejects(rejects) == [
+        (3, "unknown action (strict mode)"),
+        (4, "unknown action (strict mode)"),
+    ]

@@ -28,8 +28,21 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_evaluate_writes_documented_json(funnel_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    res = runner.invoke(app, ["evaluate", str(funnel_csv), "--models", "pop,repeat,markov",
-                              "--split", "loo", "--target", "purchase", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(funnel_csv),
+            "--models",
+            "pop,repeat,markov",
+            "--split",
+            "loo",
+            "--target",
+            "purchase",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["split"] == "loo" and data["target"] == "purchase"
@@ -44,15 +57,18 @@ def test_evaluate_writes_documented_json(funnel_csv: Path, tmp_path: Path) -> No
 
 
 def test_evaluate_unknown_model_fails_clearly(funnel_csv: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["evaluate", str(funnel_csv), "--models", "pop,nope",
-                              "--out", str(tmp_path / "r.json")])
+    res = runner.invoke(
+        app,
+        ["evaluate", str(funnel_csv), "--models", "pop,nope", "--out", str(tmp_path / "r.json")],
+    )
     assert res.exit_code == 2
     assert "unknown model(s) nope" in res.output
 
 
 def test_inspect_json(funnel_csv: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["inspect", str(funnel_csv), "--json",
-                              "--rejects", str(tmp_path / "rej.csv")])
+    res = runner.invoke(
+        app, ["inspect", str(funnel_csv), "--json", "--rejects", str(tmp_path / "rej.csv")]
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["ingest"]["layout"] == "canonical"
@@ -73,10 +89,24 @@ def test_inspect_table_output(funnel_csv: Path) -> None:
 def test_map_and_action_options(tmp_path: Path) -> None:
     p = tmp_path / "shop.csv"
     p.write_text("who,when,what,sku\n1,1700000000,looked,a\n1,1700000100,paid,a\n")
-    res = runner.invoke(app, ["inspect", str(p), "--json", "--map",
-                              "customer_id=who,timestamp=when", "--map", "action=what",
-                              "--map", "item_id=sku", "--action", "looked=view",
-                              "--action", "paid=purchase"])
+    res = runner.invoke(
+        app,
+        [
+            "inspect",
+            str(p),
+            "--json",
+            "--map",
+            "customer_id=who,timestamp=when",
+            "--map",
+            "action=what",
+            "--map",
+            "item_id=sku",
+            "--action",
+            "looked=view",
+            "--action",
+            "paid=purchase",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["funnel"]["actions"]["purchase"] == 1
 
@@ -93,15 +123,22 @@ def test_ingest_writes_sequences(funnel_csv: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["ingest", str(funnel_csv), "--out", str(tmp_path / "seq")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "seq" / "sequences.safetensors").exists()
-    assert json.loads((tmp_path / "seq" / "ingest_report.json").read_text())["ingest"][
-        "rows_used"] > 0
+    assert (
+        json.loads((tmp_path / "seq" / "ingest_report.json").read_text())["ingest"]["rows_used"] > 0
+    )
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     res = runner.invoke(app, ["demo", "--out", str(out), "--customers", "300"])
     assert res.exit_code == 0, res.output
-    for name in ("events.csv", "results.json", "results.html", "inspect.json",
-                 "ground_truth_customers.json", "sequences/sequences.safetensors"):
+    for name in (
+        "events.csv",
+        "results.json",
+        "results.html",
+        "inspect.json",
+        "ground_truth_customers.json",
+        "sequences/sequences.safetensors",
+    ):
         assert (out / name).exists(), name
     assert "Outputs in" in res.output

@@ -10,8 +10,9 @@ from funnelrec.datasets import TRAITS, generate_funnel
 
 
 def _per_customer(events: pd.DataFrame) -> pd.DataFrame:
-    counts = events.pivot_table(index="customer_id", columns="action", values="item_id",
-                                aggfunc="size", fill_value=0)
+    counts = events.pivot_table(
+        index="customer_id", columns="action", values="item_id", aggfunc="size", fill_value=0
+    )
     return counts
 
 

@@ -20,17 +20,21 @@ def _csv(path: Path, text: str) -> Path:
 
 
 def test_rees46(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "rees.csv", (
-        "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
-        "user_session\n"
-        "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,"
-        "72d76fde\n"
-        "2019-10-01 00:00:05 UTC,cart,44600062,2103807459595387724,,shiseido,35.79,541312140,"
-        "72d76fde\n"
-        "2019-10-01 00:01:00 UTC,remove_from_cart,44600062,2103807459595387724,,shiseido,35.79,"
-        "541312140,72d76fde\n"
-        "2019-10-01 00:02:00 UTC,purchase,3900821,2053013552326770905,appliances.water_heater,"
-        "aqua,33.20,541312140,72d76fde\n"))
+    p = _csv(
+        tmp_path / "rees.csv",
+        (
+            "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
+            "user_session\n"
+            "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,"
+            "72d76fde\n"
+            "2019-10-01 00:00:05 UTC,cart,44600062,2103807459595387724,,shiseido,35.79,541312140,"
+            "72d76fde\n"
+            "2019-10-01 00:01:00 UTC,remove_from_cart,44600062,2103807459595387724,,shiseido,35.79,"
+            "541312140,72d76fde\n"
+            "2019-10-01 00:02:00 UTC,purchase,3900821,2053013552326770905,appliances.water_heater,"
+            "aqua,33.20,541312140,72d76fde\n"
+        ),
+    )
     t = read_events(p)
     assert t.report.layout == "rees46" and t.report.layout_detected
     assert t.report.actions == {"view": 1, "add_cart": 1, "remove_cart": 1, "purchase": 1}
@@ -43,11 +47,15 @@ def test_rees46(tmp_path: Path) -> None:
 
 
 def test_retailrocket_ms_timestamps(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "events.csv", (
-        "timestamp,visitorid,event,itemid,transactionid\n"
-        "1433221332117,257597,view,355908,\n"
-        "1433224214164,257597,addtocart,355908,\n"
-        "1433221999827,111016,transaction,248676,4000\n"))
+    p = _csv(
+        tmp_path / "events.csv",
+        (
+            "timestamp,visitorid,event,itemid,transactionid\n"
+            "1433221332117,257597,view,355908,\n"
+            "1433224214164,257597,addtocart,355908,\n"
+            "1433221999827,111016,transaction,248676,4000\n"
+        ),
+    )
     seqs, rep, _ = load_sequences(p)
     assert rep.layout == "retailrocket"
     assert "milliseconds" in rep.timestamps
@@ -57,8 +65,10 @@ def test_retailrocket_ms_timestamps(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("header", [True, False])
 def test_taobao_with_and_without_header(tmp_path: Path, header: bool) -> None:
-    rows = "1,2268318,2520377,pv,1511544070\n1,2333346,2520771,fav,1511561733\n" \
-           "1,2268318,2520377,cart,1511561800\n2,99,7,buy,1511561900\n2,98,7,pv,1511561000\n"
+    rows = (
+        "1,2268318,2520377,pv,1511544070\n1,2333346,2520771,fav,1511561733\n"
+        "1,2268318,2520377,cart,1511561800\n2,99,7,buy,1511561900\n2,98,7,pv,1511561000\n"
+    )
     text = ("user_id,item_id,category_id,behavior_type,timestamp\n" if header else "") + rows
     seqs, rep, _ = load_sequences(_csv(tmp_path / "ub.csv", text))
     assert rep.layout == "taobao" and rep.layout_detected
@@ -69,11 +79,15 @@ def test_taobao_with_and_without_header(tmp_path: Path, header: bool) -> None:
 
 
 def test_jdata_float_ids(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "jd.csv", (
-        "user_id,sku_id,time,model_id,type,cate,brand\n"
-        "266079.0,138778,2016-01-31 23:59:02,,1,8,403\n"
-        "266079.0,138778,2016-01-31 23:59:03,0,2,8,403\n"
-        "266079,138778,2016-01-31 23:59:09,0,3,8,403\n"))
+    p = _csv(
+        tmp_path / "jd.csv",
+        (
+            "user_id,sku_id,time,model_id,type,cate,brand\n"
+            "266079.0,138778,2016-01-31 23:59:02,,1,8,403\n"
+            "266079.0,138778,2016-01-31 23:59:03,0,2,8,403\n"
+            "266079,138778,2016-01-31 23:59:09,0,3,8,403\n"
+        ),
+    )
     seqs, rep, _ = load_sequences(p)
     assert rep.layout == "jdata"
     assert list(seqs.vocab.customer_ids) == ["266079"]  # "266079.0" is the same customer
@@ -97,8 +111,11 @@ def test_sequence_pairs(tmp_path: Path) -> None:
     seqs, rep, _ = load_sequences(p)
     assert rep.layout == "sequence_pairs"
     row = seqs.vocab.customer_index("1")
-    assert [seqs.vocab.item_ids[i] for i in seqs.history(row)["items"]] == \
-        ["6393", "13504", "14087"]
+    assert [seqs.vocab.item_ids[i] for i in seqs.history(row)["items"]] == [
+        "6393",
+        "13504",
+        "14087",
+    ]
 
 
 def test_canonical_parquet_jsonl_dataframe_agree(tmp_path: Path, funnel) -> None:
@@ -106,8 +123,10 @@ def test_canonical_parquet_jsonl_dataframe_agree(tmp_path: Path, funnel) -> None
     ev.to_parquet(tmp_path / "e.parquet")
     ev.to_json(tmp_path / "e.jsonl", orient="records", lines=True)
     ev.to_csv(tmp_path / "e.csv.gz", index=False)
-    results = [load_sequences(src)[0] for src in
-               (tmp_path / "e.parquet", tmp_path / "e.jsonl", tmp_path / "e.csv.gz", ev)]
+    results = [
+        load_sequences(src)[0]
+        for src in (tmp_path / "e.parquet", tmp_path / "e.jsonl", tmp_path / "e.csv.gz", ev)
+    ]
     for other in results[1:]:
         np.testing.assert_array_equal(results[0].items, other.items)
         np.testing.assert_array_equal(results[0].actions, other.actions)
@@ -115,16 +134,26 @@ def test_canonical_parquet_jsonl_dataframe_agree(tmp_path: Path, funnel) -> None
 
 
 def test_explicit_map_and_action_map(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "shop.csv", (
-        "who;when;what;sku;cost\n"
-        "a;2024-01-01T10:00:00+02:00;looked;s1;3.5\n"
-        "a;2024-01-01T10:05:00+02:00;basket;s1;3.5\n"
-        "a;2024-01-01T10:06:00+02:00;paid;s1;3.5\n"
-        "b;2024-01-01T11:00:00Z;wishlist;s2;1\n"))
+    p = _csv(
+        tmp_path / "shop.csv",
+        (
+            "who;when;what;sku;cost\n"
+            "a;2024-01-01T10:00:00+02:00;looked;s1;3.5\n"
+            "a;2024-01-01T10:05:00+02:00;basket;s1;3.5\n"
+            "a;2024-01-01T10:06:00+02:00;paid;s1;3.5\n"
+            "b;2024-01-01T11:00:00Z;wishlist;s2;1\n"
+        ),
+    )
     cfg = IngestConfig(
-        column_map={"customer_id": "who", "timestamp": "when", "action": "what",
-                    "item_id": "sku", "price": "cost"},
-        action_map={"looked": "view", "basket": "add_cart", "paid": "purchase"})
+        column_map={
+            "customer_id": "who",
+            "timestamp": "when",
+            "action": "what",
+            "item_id": "sku",
+            "price": "cost",
+        },
+        action_map={"looked": "view", "basket": "add_cart", "paid": "purchase"},
+    )
     seqs, rep, _ = load_sequences(p, cfg)
     assert rep.actions == {"view": 1, "add_cart": 1, "purchase": 1, "wishlist": 1}
     # +02:00 is honoured: 10:00+02:00 is 08:00 UTC
@@ -132,19 +161,27 @@ def test_explicit_map_and_action_map(tmp_path: Path) -> None:
 
 
 def test_unsorted_input_is_sorted_and_said(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "u.csv", (
-        "customer_id,timestamp,action,item_id\n"
-        "c,2024-01-01 10:05:00,purchase,x\n"
-        "c,2024-01-01 10:00:00,view,x\n"
-        "c,2024-01-01 10:01:00,add_cart,x\n"))
+    p = _csv(
+        tmp_path / "u.csv",
+        (
+            "customer_id,timestamp,action,item_id\n"
+            "c,2024-01-01 10:05:00,purchase,x\n"
+            "c,2024-01-01 10:00:00,view,x\n"
+            "c,2024-01-01 10:01:00,add_cart,x\n"
+        ),
+    )
     seqs, rep, _ = load_sequences(p)
     assert not rep.input_sorted
     assert [seqs.vocab.action_names[a] for a in seqs.actions] == ["view", "add_cart", "purchase"]
 
 
 def test_ties_keep_file_order(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "t.csv", (
-        "customer_id,timestamp,action,item_id\n"
-        "c,1700000000,view,x\nc,1700000000,add_cart,x\nc,1700000000,purchase,x\n"))
+    p = _csv(
+        tmp_path / "t.csv",
+        (
+            "customer_id,timestamp,action,item_id\n"
+            "c,1700000000,view,x\nc,1700000000,add_cart,x\nc,1700000000,purchase,x\n"
+        ),
+    )
     seqs, _, _ = load_sequences(p)
     assert list(seqs.actions) == [0, 1, 3]

@@ -38,5 +38,13 @@ def test_nan_scores_rank_last() -> None:
 
 
 def test_buckets() -> None:
-    assert list(bucket_of(np.array([1, 3, 4, 10, 11, 50, 51, 600]))) == \
-        ["1-3", "1-3", "4-10", "4-10", "11-50", "11-50", "50+", "50+"]
+    assert list(bucket_of(np.array([1, 3, 4, 10, 11, 50, 51, 600]))) == [
+        "1-3",
+        "1-3",
+        "4-10",
+        "4-10",
+        "11-50",
+        "11-50",
+        "50+",
+        "50+",
+    ]

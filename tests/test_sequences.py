@@ -28,8 +28,14 @@ def test_offsets_and_arrays_are_compact(seqs: Sequences) -> None:
 
 def test_sessionization_by_gap_and_gaps_kept() -> None:
     t0 = 1_700_000_000
-    ev = _events([("a", t0, "view", "x"), ("a", t0 + 60, "view", "y"),
-                  ("a", t0 + 60 + 31 * 60, "view", "z"), ("b", t0, "view", "x")])
+    ev = _events(
+        [
+            ("a", t0, "view", "x"),
+            ("a", t0 + 60, "view", "y"),
+            ("a", t0 + 60 + 31 * 60, "view", "z"),
+            ("b", t0, "view", "x"),
+        ]
+    )
     seqs, _, rep = load_sequences(ev)
     a = seqs.history(seqs.vocab.customer_index("a"))
     assert list(a["sessions"]) == [0, 0, 1]
@@ -41,8 +47,7 @@ def test_sessionization_by_gap_and_gaps_kept() -> None:
 
 def test_sessionization_by_session_ids() -> None:
     t0 = 1_700_000_000
-    ev = _events([("a", t0, "view", "x"), ("a", t0 + 10, "view", "y"),
-                  ("a", t0 + 20, "view", "z")])
+    ev = _events([("a", t0, "view", "x"), ("a", t0 + 10, "view", "y"), ("a", t0 + 20, "view", "z")])
     ev["session_id"] = ["s1", "s2", "s2"]
     seqs, _, rep = load_sequences(ev)
     assert list(seqs.sessions) == [0, 1, 1]
@@ -51,8 +56,7 @@ def test_sessionization_by_session_ids() -> None:
 
 def test_max_history_keeps_most_recent_and_counts() -> None:
     t0 = 1_700_000_000
-    ev = _events([("a", t0 + i, "view", f"i{i}") for i in range(10)] +
-                 [("b", t0, "view", "i0")])
+    ev = _events([("a", t0 + i, "view", f"i{i}") for i in range(10)] + [("b", t0, "view", "i0")])
     seqs, _, rep = load_sequences(ev, IngestConfig(max_history=4))
     assert rep.truncated_events == 6 and rep.truncated_customers == 1
     a = seqs.history(seqs.vocab.customer_index("a"))
@@ -84,11 +88,18 @@ def test_save_load_roundtrip_without_pickle(seqs: Sequences, tmp_path: Path) -> 
 
 def test_encode_histories_for_new_customer(seqs: Sequences) -> None:
     item = seqs.vocab.item_ids[0]
-    raw = pd.DataFrame({"customer_id": ["new", "new", "new"],
-                        "item_id": [item, "never-seen", item],
-                        "action": ["view", "view", "cart"],
-                        "timestamp": ["2024-01-01 10:00:00 UTC", "2024-01-01 10:01:00 UTC",
-                                      "2024-01-01 10:02:00 UTC"]})
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["new", "new", "new"],
+            "item_id": [item, "never-seen", item],
+            "action": ["view", "view", "cart"],
+            "timestamp": [
+                "2024-01-01 10:00:00 UTC",
+                "2024-01-01 10:01:00 UTC",
+                "2024-01-01 10:02:00 UTC",
+            ],
+        }
+    )
     h, dropped = encode_histories(seqs.vocab, raw)
     assert dropped["unknown item"] == 1
     assert list(h.lengths) == [2] and h.customers[0] == -1

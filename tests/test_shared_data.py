@@ -12,8 +12,9 @@ from funnelrec.evaluate import evaluate, make_split
 from funnelrec.models import RepeatPurchase
 from funnelrec.sequences import load_sequences
 
-SHARED_DATA = Path(os.environ.get("FUNNELREC_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("FUNNELREC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
 

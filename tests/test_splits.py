@@ -33,8 +33,9 @@ def test_loo_purchase_context_stops_before_target_session(seqs: Sequences) -> No
         for r, e, t in zip(cases.rows[:200], cases.ends[:200], cases.targets[:200], strict=True):
             h = seqs.history(r)
             # the target is a purchase of that item in a later session than the whole context
-            later = np.flatnonzero((h["items"] == t) & (h["actions"] == PURCHASE)
-                                   & (np.arange(len(h["items"])) >= e))
+            later = np.flatnonzero(
+                (h["items"] == t) & (h["actions"] == PURCHASE) & (np.arange(len(h["items"])) >= e)
+            )
             assert len(later) > 0
             assert h["sessions"][later[0]] > h["sessions"][e - 1]
             assert h["sessions"][e] == h["sessions"][later[0]]  # cut = start of its session
@@ -81,8 +82,10 @@ def test_conversion_falls_back_to_add_cart_when_purchases_are_rare() -> None:
     for c in range(60):
         for s in range(3):
             t = 1_700_000_000 + s * 86_400
-            rows += [(f"c{c}", t, "view", f"i{(c + s) % 9}"),
-                     (f"c{c}", t + 5, "add_cart", f"i{(c + s) % 9}")]
+            rows += [
+                (f"c{c}", t, "view", f"i{(c + s) % 9}"),
+                (f"c{c}", t + 5, "add_cart", f"i{(c + s) % 9}"),
+            ]
     rows.append(("c0", 1_700_500_000, "purchase", "i1"))
     ev = pd.DataFrame(rows, columns=["customer_id", "timestamp", "action", "item_id"])
     seqs, _, _ = load_sequences(ev)

@@ -14,23 +14,39 @@ from rich.table import Table
 from funnelrec.config import IngestConfig, SplitConfig
 from funnelrec.schema import FunnelrecError
 
-app = typer.Typer(help="funnelrec: interpretable profiles and recommendations from funnel logs.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="funnelrec: interpretable profiles and recommendations from funnel logs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 err = Console(stderr=True)
 
-EventsArg = Annotated[Path, typer.Argument(help="Events file: CSV, CSV.gz, Parquet, JSON Lines "
-                                                 "or a benchmark sequence file.")]
+EventsArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Events file: CSV, CSV.gz, Parquet, JSON Lines or a benchmark sequence file."
+    ),
+]
 LayoutOpt = Annotated[str, typer.Option(help="Layout name or 'auto' to detect it.")]
-MapOpt = Annotated[list[str] | None, typer.Option(
-    "--map", help="Column map CANONICAL=COLUMN (repeat, or comma-separate).")]
-ActionOpt = Annotated[list[str] | None, typer.Option(
-    "--action", help="Action map RAW=CANONICAL (repeat, or comma-separate).")]
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="Column map CANONICAL=COLUMN (repeat, or comma-separate)."),
+]
+ActionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--action", help="Action map RAW=CANONICAL (repeat, or comma-separate)."),
+]
 StrictOpt = Annotated[bool, typer.Option(help="Reject actions that are not canonical or mapped.")]
 GapOpt = Annotated[float, typer.Option(help="Inactivity (minutes) that ends a session.")]
 MaxHistOpt = Annotated[int, typer.Option(help="Keep each customer's last N events (0 = all).")]
-TsOpt = Annotated[str, typer.Option(
-    help="Timestamp unit: auto, s, ms, us, ns, iso, or a strptime format like '%d/%m/%Y %H:%M'.")]
+TsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Timestamp unit: auto, s, ms, us, ns, iso, or a strptime format like '%d/%m/%Y %H:%M'."
+    ),
+]
 DelimOpt = Annotated[str | None, typer.Option(help="Field delimiter (default: sniffed).")]
 
 
@@ -47,13 +63,26 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def _ingest_config(layout: str, map_: list[str] | None, action: list[str] | None, strict: bool,
-                   session_gap: float, max_history: int, timestamp_unit: str,
-                   delimiter: str | None) -> IngestConfig:
-    return IngestConfig(layout=layout, column_map=_pairs(map_, "--map"),
-                        action_map=_pairs(action, "--action"), strict_actions=strict,
-                        session_gap_minutes=session_gap, max_history=max_history,
-                        timestamp_unit=timestamp_unit, delimiter=delimiter)
+def _ingest_config(
+    layout: str,
+    map_: list[str] | None,
+    action: list[str] | None,
+    strict: bool,
+    session_gap: float,
+    max_history: int,
+    timestamp_unit: str,
+    delimiter: str | None,
+) -> IngestConfig:
+    return IngestConfig(
+        layout=layout,
+        column_map=_pairs(map_, "--map"),
+        action_map=_pairs(action, "--action"),
+        strict_actions=strict,
+        session_gap_minutes=session_gap,
+        max_history=max_history,
+        timestamp_unit=timestamp_unit,
+        delimiter=delimiter,
+    )
 
 
 def _fail(exc: Exception) -> None:
@@ -62,15 +91,25 @@ def _fail(exc: Exception) -> None:
 
 
 def _print_ingest(ingest, seq_report) -> None:
-    console.print(f"[bold]{ingest.path}[/]: layout [cyan]{ingest.layout}[/]"
-                  f" ({'detected' if ingest.layout_detected else 'given'}) - "
-                  f"{ingest.layout_description}", highlight=False)
-    console.print(f"timestamps: {ingest.timestamps}; sessions: {seq_report.session_source}",
-                  highlight=False)
-    console.print(f"rows read {ingest.rows_read:,} | used {ingest.rows_used:,} | rejected "
-                  f"{ingest.n_rejected:,} | duplicates dropped {ingest.duplicates_dropped:,}"
-                  + (f" | truncated events {seq_report.truncated_events:,}"
-                     if seq_report.truncated_events else ""), highlight=False)
+    console.print(
+        f"[bold]{ingest.path}[/]: layout [cyan]{ingest.layout}[/]"
+        f" ({'detected' if ingest.layout_detected else 'given'}) - "
+        f"{ingest.layout_description}",
+        highlight=False,
+    )
+    console.print(
+        f"timestamps: {ingest.timestamps}; sessions: {seq_report.session_source}", highlight=False
+    )
+    console.print(
+        f"rows read {ingest.rows_read:,} | used {ingest.rows_used:,} | rejected "
+        f"{ingest.n_rejected:,} | duplicates dropped {ingest.duplicates_dropped:,}"
+        + (
+            f" | truncated events {seq_report.truncated_events:,}"
+            if seq_report.truncated_events
+            else ""
+        ),
+        highlight=False,
+    )
     for reason, n in ingest.rows_rejected.items():
         console.print(f"  rejected: {reason}: {n:,}", highlight=False)
     if ingest.rejects_path:
@@ -84,17 +123,23 @@ def inspect(
     events: EventsArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.")] = None,
-    layout: LayoutOpt = "auto", map_: MapOpt = None, action: ActionOpt = None,
-    strict: StrictOpt = False, session_gap: GapOpt = 30.0, max_history: MaxHistOpt = 0,
-    timestamp_unit: TsOpt = "auto", delimiter: DelimOpt = None,
+    layout: LayoutOpt = "auto",
+    map_: MapOpt = None,
+    action: ActionOpt = None,
+    strict: StrictOpt = False,
+    session_gap: GapOpt = 30.0,
+    max_history: MaxHistOpt = 0,
+    timestamp_unit: TsOpt = "auto",
+    delimiter: DelimOpt = None,
 ) -> None:
     """Detected layout, rows read / used / rejected, funnel conversion and distributions."""
     from funnelrec.sequences import load_sequences
     from funnelrec.stats import funnel_stats
 
     try:
-        cfg = _ingest_config(layout, map_, action, strict, session_gap, max_history,
-                             timestamp_unit, delimiter)
+        cfg = _ingest_config(
+            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+        )
         rejects = rejects or events.with_name(events.name + ".rejects.csv")
         seqs, ingest, seq_report = load_sequences(events, cfg, rejects_path=rejects)
         stats = funnel_stats(seqs)
@@ -125,10 +170,14 @@ def _print_stats(stats: dict[str, Any]) -> None:
     for key in ("sessions_per_customer", "events_per_session", "history_length"):
         q = stats[key]
         if q:
-            table.add_row(key.replace("_", " "),
-                          f"median {q['median']:g} | p95 {q['p95']:g} | max {q['max']:g}")
-    table.add_row("history length buckets",
-                  " | ".join(f"{k}: {v:,}" for k, v in stats["history_length_buckets"].items()))
+            table.add_row(
+                key.replace("_", " "),
+                f"median {q['median']:g} | p95 {q['p95']:g} | max {q['max']:g}",
+            )
+    table.add_row(
+        "history length buckets",
+        " | ".join(f"{k}: {v:,}" for k, v in stats["history_length_buckets"].items()),
+    )
     console.print(table)
 
 
@@ -137,17 +186,26 @@ def evaluate(
     events: EventsArg,
     models: Annotated[str, typer.Option(help="Comma-separated model names, or 'all'.")] = "all",
     split: Annotated[str, typer.Option(help="loo (leave-one-out by time) or temporal.")] = "loo",
-    target: Annotated[str, typer.Option(
-        help="purchase (next conversion, before its session), any (next interaction), "
-             "or an action name.")] = "purchase",
+    target: Annotated[
+        str,
+        typer.Option(
+            help="purchase (next conversion, before its session), any (next interaction), "
+            "or an action name."
+        ),
+    ] = "purchase",
     out: Annotated[Path, typer.Option(help="Results JSON file.")] = Path("results.json"),
-    mask_history: Annotated[bool, typer.Option(help="Remove history items from rankings.")
-                            ] = False,
-    plot: Annotated[bool, typer.Option(help="Also write a bar chart next to --out (.html).")
-                    ] = True,
-    layout: LayoutOpt = "auto", map_: MapOpt = None, action: ActionOpt = None,
-    strict: StrictOpt = False, session_gap: GapOpt = 30.0, max_history: MaxHistOpt = 0,
-    timestamp_unit: TsOpt = "auto", delimiter: DelimOpt = None,
+    mask_history: Annotated[bool, typer.Option(help="Remove history items from rankings.")] = False,
+    plot: Annotated[
+        bool, typer.Option(help="Also write a bar chart next to --out (.html).")
+    ] = True,
+    layout: LayoutOpt = "auto",
+    map_: MapOpt = None,
+    action: ActionOpt = None,
+    strict: StrictOpt = False,
+    session_gap: GapOpt = 30.0,
+    max_history: MaxHistOpt = 0,
+    timestamp_unit: TsOpt = "auto",
+    delimiter: DelimOpt = None,
 ) -> None:
     """Fit models on a time-ordered split and score them by full ranking (HR, NDCG, MRR)."""
     from funnelrec.pipeline import evaluate_sequences, flat_results, write_json
@@ -155,16 +213,21 @@ def evaluate(
     from funnelrec.sequences import load_sequences
 
     try:
-        cfg = _ingest_config(layout, map_, action, strict, session_gap, max_history,
-                             timestamp_unit, delimiter)
+        cfg = _ingest_config(
+            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+        )
         rejects = out.with_name(out.stem + ".rejects.csv")
         seqs, ingest, seq_report = load_sequences(events, cfg, rejects_path=rejects)
         _print_ingest(ingest, seq_report)
         with console.status("evaluating") as status:
             results = evaluate_sequences(
-                seqs, models, SplitConfig(protocol=split, target=target), dataset=str(events),
+                seqs,
+                models,
+                SplitConfig(protocol=split, target=target),
+                dataset=str(events),
                 mask_history=mask_history,
-                progress=lambda m: status.update(f"fitting and scoring [cyan]{m}[/]"))
+                progress=lambda m: status.update(f"fitting and scoring [cyan]{m}[/]"),
+            )
     except FunnelrecError as exc:
         _fail(exc)
     write_json(flat_results(results), out)
@@ -178,18 +241,35 @@ def evaluate(
 def print_results(results: dict[str, Any]) -> None:
     """A table of test metrics (and validation NDCG@10) per model."""
     sp = results["split"]
-    title = (f"{sp['protocol']} split, target {sp['target']}: {sp['test_cases']:,} test cases, "
-             f"full ranking over {results.get('n_items', '')} items".replace(" over  items", ""))
+    title = (
+        f"{sp['protocol']} split, target {sp['target']}: {sp['test_cases']:,} test cases, "
+        f"full ranking over {results.get('n_items', '')} items".replace(" over  items", "")
+    )
     table = Table(title=title)
-    for col in ("model", "HR@10", "NDCG@10", "MRR", "HR@20", "coverage@10", "valid NDCG@10",
-                "fit s"):
+    for col in (
+        "model",
+        "HR@10",
+        "NDCG@10",
+        "MRR",
+        "HR@20",
+        "coverage@10",
+        "valid NDCG@10",
+        "fit s",
+    ):
         table.add_column(col, justify="left" if col == "model" else "right")
     rows = sorted(results["models"].items(), key=lambda kv: -kv[1]["test"]["metrics"]["NDCG@10"])
     for name, r in rows:
         m = r["test"]["metrics"]
-        table.add_row(name, f"{m['HR@10']:.4f}", f"{m['NDCG@10']:.4f}", f"{m['MRR']:.4f}",
-                      f"{m['HR@20']:.4f}", f"{m['coverage@10']:.3f}",
-                      f"{r['valid']['metrics']['NDCG@10']:.4f}", f"{r['fit_seconds']:.2f}")
+        table.add_row(
+            name,
+            f"{m['HR@10']:.4f}",
+            f"{m['NDCG@10']:.4f}",
+            f"{m['MRR']:.4f}",
+            f"{m['HR@20']:.4f}",
+            f"{m['coverage@10']:.3f}",
+            f"{r['valid']['metrics']['NDCG@10']:.4f}",
+            f"{r['fit_seconds']:.2f}",
+        )
     console.print(table)
     if sp.get("note"):
         console.print(f"note: {sp['note']}", highlight=False)
@@ -206,20 +286,28 @@ def demo(
 
     try:
         with console.status("generating example funnels") as status:
-            res = run_demo(out, n_customers=customers, seed=seed,
-                           progress=lambda m: status.update(f"fitting and scoring [cyan]{m}[/]"))
+            res = run_demo(
+                out,
+                n_customers=customers,
+                seed=seed,
+                progress=lambda m: status.update(f"fitting and scoring [cyan]{m}[/]"),
+            )
     except FunnelrecError as exc:
         _fail(exc)
     _print_ingest(res["ingest"], res["sequences"])
     print_results(res["results"])
-    console.print(f"\n[bold green]done[/] in {res['seconds']:.1f} s. Outputs in [bold]{out}/[/]:",
-                  highlight=False)
-    for name, what in (("events.csv", "the generated events (canonical layout)"),
-                       ("ground_truth_customers.json", "planted traits per customer"),
-                       ("sequences/", "compact sequences (safetensors + JSON id maps)"),
-                       ("inspect.json", "ingestion report and funnel statistics"),
-                       ("results.json", "HR/NDCG/MRR per model, per history-length bucket"),
-                       ("results.html", "chart of the results (open in a browser)")):
+    console.print(
+        f"\n[bold green]done[/] in {res['seconds']:.1f} s. Outputs in [bold]{out}/[/]:",
+        highlight=False,
+    )
+    for name, what in (
+        ("events.csv", "the generated events (canonical layout)"),
+        ("ground_truth_customers.json", "planted traits per customer"),
+        ("sequences/", "compact sequences (safetensors + JSON id maps)"),
+        ("inspect.json", "ingestion report and funnel statistics"),
+        ("results.json", "HR/NDCG/MRR per model, per history-length bucket"),
+        ("results.html", "chart of the results (open in a browser)"),
+    ):
         console.print(f"  {name:<30} {what}", highlight=False)
 
 
@@ -227,24 +315,32 @@ def demo(
 def ingest(
     events: EventsArg,
     out: Annotated[Path, typer.Option(help="Folder for sequences, report and rejects.")],
-    layout: LayoutOpt = "auto", map_: MapOpt = None, action: ActionOpt = None,
-    strict: StrictOpt = False, session_gap: GapOpt = 30.0, max_history: MaxHistOpt = 0,
-    timestamp_unit: TsOpt = "auto", delimiter: DelimOpt = None,
+    layout: LayoutOpt = "auto",
+    map_: MapOpt = None,
+    action: ActionOpt = None,
+    strict: StrictOpt = False,
+    session_gap: GapOpt = 30.0,
+    max_history: MaxHistOpt = 0,
+    timestamp_unit: TsOpt = "auto",
+    delimiter: DelimOpt = None,
 ) -> None:
     """Read events into compact sequences (safetensors + JSON) with a report and rejects."""
     from funnelrec.pipeline import write_json
     from funnelrec.sequences import load_sequences
 
     try:
-        cfg = _ingest_config(layout, map_, action, strict, session_gap, max_history,
-                             timestamp_unit, delimiter)
+        cfg = _ingest_config(
+            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+        )
         out.mkdir(parents=True, exist_ok=True)
         seqs, rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
     except FunnelrecError as exc:
         _fail(exc)
     seqs.save(out)
-    write_json({"ingest": rep.to_dict(), "sequences": seq_rep.to_dict(),
-                "config": cfg.to_dict()}, out / "ingest_report.json")
+    write_json(
+        {"ingest": rep.to_dict(), "sequences": seq_rep.to_dict(), "config": cfg.to_dict()},
+        out / "ingest_report.json",
+    )
     _print_ingest(rep, seq_rep)
     console.print(f"sequences written to {out}/", highlight=False)
 

@@ -129,8 +129,9 @@ def generate_funnel(
     return _frame(rows, items, archetype, traits)
 
 
-def _make_items(rng: np.random.Generator, n_items: int, n_categories: int,
-                n_brands: int) -> pd.DataFrame:
+def _make_items(
+    rng: np.random.Generator, n_items: int, n_categories: int, n_brands: int
+) -> pd.DataFrame:
     category = rng.integers(0, n_categories, n_items)
     category[:n_categories] = np.arange(n_categories)  # every category has an item
     brand_cat = rng.integers(0, n_categories, n_brands)
@@ -146,32 +147,43 @@ def _make_items(rng: np.random.Generator, n_items: int, n_categories: int,
     for i in range(n_items):
         pool = np.flatnonzero(category == complement[category[i]])
         follow[i] = rng.choice(pool)
-    return pd.DataFrame({
-        "item_id": [f"i{i:05d}" for i in range(n_items)], "category": category,
-        "category_name": [f"cat_{c:02d}" for c in category], "brand_id": brand,
-        "brand": [f"brand_{b:03d}" for b in brand], "price": price, "price_level": level,
-        "follow_up": follow,
-    })
+    return pd.DataFrame(
+        {
+            "item_id": [f"i{i:05d}" for i in range(n_items)],
+            "category": category,
+            "category_name": [f"cat_{c:02d}" for c in category],
+            "brand_id": brand,
+            "brand": [f"brand_{b:03d}" for b in brand],
+            "price": price,
+            "price_level": level,
+            "follow_up": follow,
+        }
+    )
 
 
-def _frame(rows: list[tuple], items: pd.DataFrame, archetype: np.ndarray,
-           traits: np.ndarray) -> SyntheticFunnel:
+def _frame(
+    rows: list[tuple], items: pd.DataFrame, archetype: np.ndarray, traits: np.ndarray
+) -> SyntheticFunnel:
     arr = np.asarray(rows, dtype=np.float64)
     cust = arr[:, 0].astype(np.int64)
     item = arr[:, 3].astype(np.int64)
     actions = np.array(["view", "add_cart", "remove_cart", "purchase"])
-    events = pd.DataFrame({
-        "customer_id": [f"c{c:05d}" for c in cust],
-        "timestamp": pd.to_datetime(np.round(arr[:, 1]), unit="s", utc=True).strftime(
-            "%Y-%m-%d %H:%M:%S UTC"),
-        "action": actions[arr[:, 2].astype(np.int64)],
-        "item_id": items["item_id"].to_numpy()[item],
-        "category": items["category_name"].to_numpy()[item],
-        "brand": items["brand"].to_numpy()[item],
-        "price": items["price"].to_numpy()[item],
-    })
-    customers = pd.DataFrame({"customer_id": [f"c{c:05d}" for c in range(len(archetype))],
-                              "archetype": archetype})
+    events = pd.DataFrame(
+        {
+            "customer_id": [f"c{c:05d}" for c in cust],
+            "timestamp": pd.to_datetime(np.round(arr[:, 1]), unit="s", utc=True).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            ),
+            "action": actions[arr[:, 2].astype(np.int64)],
+            "item_id": items["item_id"].to_numpy()[item],
+            "category": items["category_name"].to_numpy()[item],
+            "brand": items["brand"].to_numpy()[item],
+            "price": items["price"].to_numpy()[item],
+        }
+    )
+    customers = pd.DataFrame(
+        {"customer_id": [f"c{c:05d}" for c in range(len(archetype))], "archetype": archetype}
+    )
     for k, name in enumerate(TRAITS):
         customers[name] = traits[:, k]
     return SyntheticFunnel(events=events, customers=customers, items=items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,23 +26,36 @@ def resolve_models(names: str | list[str]) -> dict[str, Callable]:
         return dict(MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
-        raise FunnelrecError(f"unknown model(s) {', '.join(unknown)}; "
-                             f"available: {', '.join(MODELS)}")
+        raise FunnelrecError(
+            f"unknown model(s) {', '.join(unknown)}; available: {', '.join(MODELS)}"
+        )
     return {n: MODELS[n] for n in names}
 
 
-def evaluate_sequences(seqs: Sequences, models: str | list[str], split: SplitConfig,
-                       dataset: str = "", mask_history: bool = False,
-                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate_sequences(
+    seqs: Sequences,
+    models: str | list[str],
+    split: SplitConfig,
+    dataset: str = "",
+    mask_history: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Split, fit every model on the training part and score validation and test cases."""
     sp = make_split(seqs, split)
     if len(sp.test) == 0:
-        raise FunnelrecError("no test cases: no customer has a target event with history "
-                             "before it (try --target any)")
+        raise FunnelrecError(
+            "no test cases: no customer has a target event with history "
+            "before it (try --target any)"
+        )
     results = compare(resolve_models(models), sp, mask_history=mask_history, progress=progress)
-    return {"dataset": dataset, "split": sp.describe(), "target": sp.target,
-            "split_protocol": sp.protocol, "mask_history": mask_history,
-            "models": results}
+    return {
+        "dataset": dataset,
+        "split": sp.describe(),
+        "target": sp.target,
+        "split_protocol": sp.protocol,
+        "mask_history": mask_history,
+        "models": results,
+    }
 
 
 def flat_results(results: dict[str, Any]) -> dict[str, Any]:
@@ -51,22 +65,46 @@ def flat_results(results: dict[str, Any]) -> dict[str, Any]:
         "dataset": results["dataset"],
         "split": results["split_protocol"],
         "target": results["target"],
-        "models": {m: {**r["test"]["metrics"], "valid_NDCG@10": r["valid"]["metrics"]["NDCG@10"],
-                       "fit_seconds": r["fit_seconds"]}
-                   for m, r in results["models"].items()},
+        "models": {
+            m: {
+                **r["test"]["metrics"],
+                "valid_NDCG@10": r["valid"]["metrics"]["NDCG@10"],
+                "fit_seconds": r["fit_seconds"],
+            }
+            for m, r in results["models"].items()
+        },
         "details": results,
     }
 
 
+def _finite(obj: Any) -> Any:
+    """NaN / inf -> None, so the file is strict JSON (NaN means "no cases" here)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(obj: Any, path: str | Path) -> Path:
+    """Write strict JSON atomically."""
+    obj = _finite(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=2, default=str)))
+    atomic_write(
+        path, lambda p: Path(p).write_text(json.dumps(obj, indent=2, default=str, allow_nan=False))
+    )
     return path
 
 
-def run_demo(out: str | Path, n_customers: int = 3000, seed: int = 0,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    n_customers: int = 3000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Generate example funnels, ingest them, and compare every baseline on next purchase."""
     from funnelrec.report import metrics_chart
 
@@ -81,11 +119,24 @@ def run_demo(out: str | Path, n_customers: int = 3000, seed: int = 0,
     seqs, ingest, seq_report = load_sequences(events_path, cfg, rejects_path=out / "rejects.csv")
     seqs.save(out / "sequences")
     stats = funnel_stats(seqs)
-    write_json({"ingest": ingest.to_dict(), "sequences": seq_report.to_dict(), "funnel": stats},
-               out / "inspect.json")
-    results = evaluate_sequences(seqs, "all", SplitConfig(protocol="loo", target="purchase"),
-                                 dataset="built-in generator", progress=progress)
+    write_json(
+        {"ingest": ingest.to_dict(), "sequences": seq_report.to_dict(), "funnel": stats},
+        out / "inspect.json",
+    )
+    results = evaluate_sequences(
+        seqs,
+        "all",
+        SplitConfig(protocol="loo", target="purchase"),
+        dataset="built-in generator",
+        progress=progress,
+    )
     write_json(flat_results(results), out / "results.json")
     metrics_chart(results, out / "results.html")
-    return {"out": str(out), "ingest": ingest, "sequences": seq_report, "stats": stats,
-            "results": results, "seconds": time.perf_counter() - started}
+    return {
+        "out": str(out),
+        "ingest": ingest,
+        "sequences": seq_report,
+        "stats": stats,
+        "results": results,
+        "seconds": time.perf_counter() - started,
+    }

@@ -147,9 +147,14 @@ class Sequences:
         np.cumsum(ends, out=new_offsets[1:])
         idx = np.repeat(starts - new_offsets[:-1], ends) + np.arange(new_offsets[-1])
         return Sequences(
-            offsets=new_offsets, customers=self.customers[rows],
-            items=self.items[idx], actions=self.actions[idx], timestamps=self.timestamps[idx],
-            gaps=self.gaps[idx], sessions=self.sessions[idx], vocab=self.vocab,
+            offsets=new_offsets,
+            customers=self.customers[rows],
+            items=self.items[idx],
+            actions=self.actions[idx],
+            timestamps=self.timestamps[idx],
+            gaps=self.gaps[idx],
+            sessions=self.sessions[idx],
+            vocab=self.vocab,
             target_actions=self.target_actions,
         )
 
@@ -168,8 +173,9 @@ class Sequences:
         tensors["item_price"] = self.vocab.item_price.astype(np.float32)
         tensors["target_actions"] = np.asarray(self.target_actions, dtype=np.int32)
         atomic_write(directory / "sequences.safetensors", lambda p: save_file(tensors, p))
-        atomic_write(directory / "vocab.json",
-                     lambda p: Path(p).write_text(json.dumps(self.vocab.to_json())))
+        atomic_write(
+            directory / "vocab.json", lambda p: Path(p).write_text(json.dumps(self.vocab.to_json()))
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> Sequences:
@@ -183,13 +189,19 @@ class Sequences:
         vocab = Vocabulary(
             customer_ids=np.asarray(meta["customer_ids"], dtype=object),
             item_ids=np.asarray(meta["item_ids"], dtype=object),
-            action_names=meta["action_names"], item_category=arrays["item_category"],
-            item_brand=arrays["item_brand"], item_price=arrays["item_price"],
-            category_names=meta["category_names"], brand_names=meta["brand_names"],
+            action_names=meta["action_names"],
+            item_category=arrays["item_category"],
+            item_brand=arrays["item_brand"],
+            item_price=arrays["item_price"],
+            category_names=meta["category_names"],
+            brand_names=meta["brand_names"],
             has_time=meta["has_time"],
         )
-        return cls(**{k: arrays[k] for k in ARRAYS}, vocab=vocab,
-                   target_actions=tuple(int(a) for a in arrays["target_actions"]))
+        return cls(
+            **{k: arrays[k] for k in ARRAYS},
+            vocab=vocab,
+            target_actions=tuple(int(a) for a in arrays["target_actions"]),
+        )
 
 
 def atomic_write(path: Path, write) -> None:
@@ -245,8 +257,10 @@ def build_sequences(
     ).fetchall()
     extra = [a for a, _ in counts if a not in CANONICAL_ACTIONS]
     action_names = list(CANONICAL_ACTIONS) + extra
-    con.register("amap_df", pd.DataFrame({"action": action_names,
-                                          "aid": np.arange(len(action_names), dtype=np.int8)}))
+    con.register(
+        "amap_df",
+        pd.DataFrame({"action": action_names, "aid": np.arange(len(action_names), dtype=np.int8)}),
+    )
     cols = con.execute(
         "SELECT c.cid, i.iid, a.aid, e.ts, hash(e.session_id) AS sh FROM events e "
         "JOIN cmap c USING (customer_id) JOIN imap i USING (item_id) "
@@ -260,10 +274,12 @@ def build_sequences(
 
     customer_ids = np.asarray(
         [r[0] for r in con.execute("SELECT customer_id FROM cmap ORDER BY cid").fetchall()],
-        dtype=object)
+        dtype=object,
+    )
     item_ids = np.asarray(
         [r[0] for r in con.execute("SELECT item_id FROM imap ORDER BY iid").fetchall()],
-        dtype=object)
+        dtype=object,
+    )
     vocab = _vocabulary(con, customer_ids, item_ids, action_names, table.has_time)
 
     n_customers = len(customer_ids)
@@ -289,12 +305,24 @@ def build_sequences(
     running = np.cumsum(boundary)
     sessions = (running - running[offsets[:-1]].repeat(np.diff(offsets))).astype(np.int32)
 
-    seqs = Sequences(offsets=offsets, customers=np.arange(n_customers, dtype=np.int32),
-                     items=items, actions=actions, timestamps=ts, gaps=gaps, sessions=sessions,
-                     vocab=vocab)
-    report = SequenceReport(n_customers=n_customers, n_items=len(item_ids), n_events=len(ts),
-                            n_sessions=int(boundary.sum()), session_source=source,
-                            max_history=config.max_history)
+    seqs = Sequences(
+        offsets=offsets,
+        customers=np.arange(n_customers, dtype=np.int32),
+        items=items,
+        actions=actions,
+        timestamps=ts,
+        gaps=gaps,
+        sessions=sessions,
+        vocab=vocab,
+    )
+    report = SequenceReport(
+        n_customers=n_customers,
+        n_items=len(item_ids),
+        n_events=len(ts),
+        n_sessions=int(boundary.sum()),
+        session_source=source,
+        max_history=config.max_history,
+    )
     if config.max_history and config.max_history > 0:
         lengths = seqs.lengths
         keep = np.minimum(lengths, config.max_history)
@@ -317,10 +345,17 @@ def _keep_last(seqs: Sequences, keep: np.ndarray) -> Sequences:
     first_session = np.repeat(sessions[new_offsets[:-1][keep > 0]], keep[keep > 0])
     gaps = seqs.gaps[idx].copy()
     gaps[new_offsets[:-1][keep > 0]] = 0.0
-    return Sequences(offsets=new_offsets, customers=seqs.customers, items=seqs.items[idx],
-                     actions=seqs.actions[idx], timestamps=seqs.timestamps[idx], gaps=gaps,
-                     sessions=sessions - first_session, vocab=seqs.vocab,
-                     target_actions=seqs.target_actions)
+    return Sequences(
+        offsets=new_offsets,
+        customers=seqs.customers,
+        items=seqs.items[idx],
+        actions=seqs.actions[idx],
+        timestamps=seqs.timestamps[idx],
+        gaps=gaps,
+        sessions=sessions - first_session,
+        vocab=seqs.vocab,
+        target_actions=seqs.target_actions,
+    )
 
 
 def _vocabulary(con, customer_ids, item_ids, action_names, has_time) -> Vocabulary:
@@ -344,9 +379,17 @@ def _vocabulary(con, customer_ids, item_ids, action_names, has_time) -> Vocabula
     brand, brand_names = encode(meta["brand"])
     price = np.full(n, np.nan, dtype=np.float32)
     price[meta["iid"].to_numpy()] = meta["price"].to_numpy(dtype=np.float32, na_value=np.nan)
-    return Vocabulary(customer_ids=customer_ids, item_ids=item_ids, action_names=action_names,
-                      item_category=category, item_brand=brand, item_price=price,
-                      category_names=category_names, brand_names=brand_names, has_time=has_time)
+    return Vocabulary(
+        customer_ids=customer_ids,
+        item_ids=item_ids,
+        action_names=action_names,
+        item_category=category,
+        item_brand=brand,
+        item_price=price,
+        category_names=category_names,
+        brand_names=brand_names,
+        has_time=has_time,
+    )
 
 
 def load_sequences(
@@ -373,8 +416,9 @@ def load_sequences(
     return seqs, table.report, rep
 
 
-def encode_histories(vocab: Vocabulary, events: pd.DataFrame,
-                     session_gap_minutes: float = 30.0) -> tuple[Sequences, dict[str, int]]:
+def encode_histories(
+    vocab: Vocabulary, events: pd.DataFrame, session_gap_minutes: float = 30.0
+) -> tuple[Sequences, dict[str, int]]:
     """Encode raw-id histories (canonical columns) with an existing vocabulary.
 
     This is how a new customer's journey, or new events of a known one, reach a fitted model.
@@ -388,20 +432,30 @@ def encode_histories(vocab: Vocabulary, events: pd.DataFrame,
     """
     for col in ("customer_id", "item_id", "action"):
         if col not in events.columns:
-            raise InputError("history events lack a required column", column=col,
-                             found=f"columns {list(events.columns)}")
+            raise InputError(
+                "history events lack a required column",
+                column=col,
+                found=f"columns {list(events.columns)}",
+            )
     df = events.reset_index(drop=True)
     if "timestamp" in df.columns:
         ts = _to_seconds(df["timestamp"])
     else:
         ts = np.arange(len(df), dtype=np.float64)
     items = np.array([vocab.item_index(str(x)) for x in df["item_id"]], dtype=np.int64)
-    actions = np.array([vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
-                        for a in df["action"]], dtype=np.int64)
+    actions = np.array(
+        [
+            vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
+            for a in df["action"]
+        ],
+        dtype=np.int64,
+    )
     keep = (items >= 0) & (actions >= 0) & ~np.isnan(ts)
-    dropped = {"unknown item": int((items < 0).sum()),
-               "unknown action": int(((items >= 0) & (actions < 0)).sum()),
-               "bad timestamp": int(((items >= 0) & (actions >= 0) & np.isnan(ts)).sum())}
+    dropped = {
+        "unknown item": int((items < 0).sum()),
+        "unknown action": int(((items >= 0) & (actions < 0)).sum()),
+        "bad timestamp": int(((items >= 0) & (actions >= 0) & np.isnan(ts)).sum()),
+    }
     cust = df["customer_id"].astype(str).to_numpy()
     order_keys = pd.factorize(cust)[0]
     sub = np.flatnonzero(keep)
@@ -417,16 +471,25 @@ def encode_histories(vocab: Vocabulary, events: pd.DataFrame,
     if len(order):
         gaps[1:] = np.diff(t)
     gaps[first] = 0.0
-    boundary = first | (gaps > session_gap_minutes * 60.0) if vocab.has_time else np.ones(
-        len(order), dtype=bool)
+    boundary = (
+        first | (gaps > session_gap_minutes * 60.0)
+        if vocab.has_time
+        else np.ones(len(order), dtype=bool)
+    )
     running = np.cumsum(boundary)
-    sessions = (running - np.repeat(running[offsets[:-1][counts > 0]], counts[counts > 0])
-                ).astype(np.int32)
+    sessions = (running - np.repeat(running[offsets[:-1][counts > 0]], counts[counts > 0])).astype(
+        np.int32
+    )
     seqs = Sequences(
         offsets=offsets,
         customers=np.array([vocab.customer_index(c) for c in uniq], dtype=np.int32),
-        items=items[order].astype(np.int32), actions=actions[order].astype(np.int8),
-        timestamps=t, gaps=gaps, sessions=sessions, vocab=vocab)
+        items=items[order].astype(np.int32),
+        actions=actions[order].astype(np.int8),
+        timestamps=t,
+        gaps=gaps,
+        sessions=sessions,
+        vocab=vocab,
+    )
     return seqs, dropped
 
 
@@ -436,8 +499,12 @@ def _to_seconds(values: pd.Series) -> np.ndarray:
     if num.notna().all():
         x = num.to_numpy(dtype=np.float64)
         return x / 1e3 if np.nanmedian(np.abs(x)) >= 1e11 else x
-    parsed = pd.to_datetime(values.astype(str).str.replace(r"\s*UTC$", "+00:00", regex=True),
-                            utc=True, errors="coerce", format="mixed")
+    parsed = pd.to_datetime(
+        values.astype(str).str.replace(r"\s*UTC$", "+00:00", regex=True),
+        utc=True,
+        errors="coerce",
+        format="mixed",
+    )
     # pandas may pick s/ms/us resolution: convert through the unit it chose, never assume ns.
     secs = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
     return secs.to_numpy(dtype=np.float64, na_value=np.nan)

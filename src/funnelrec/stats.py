@@ -15,8 +15,9 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
     if len(x) == 0:
         return {}
     q = np.percentile(x, [0, 25, 50, 75, 95, 100])
-    return {k: float(v) for k, v in zip(("min", "p25", "median", "p75", "p95", "max"), q,
-                                        strict=True)}
+    return {
+        k: float(v) for k, v in zip(("min", "p25", "median", "p75", "p95", "max"), q, strict=True)
+    }
 
 
 def funnel_stats(seqs: Sequences) -> dict[str, Any]:
@@ -29,8 +30,9 @@ def funnel_stats(seqs: Sequences) -> dict[str, Any]:
         return len(np.unique(rows[seqs.actions == a]))
 
     n_view, n_cart, n_buy = (customers_with(a) for a in (VIEW, ADD_CART, PURCHASE))
-    df = pd.DataFrame({"row": rows, "item": seqs.items, "action": seqs.actions,
-                       "t": np.arange(seqs.n_events)})
+    df = pd.DataFrame(
+        {"row": rows, "item": seqs.items, "action": seqs.actions, "t": np.arange(seqs.n_events)}
+    )
     carts = df[df.action == ADD_CART].groupby(["row", "item"]).t.min()
     removes = df[df.action == REMOVE_CART].groupby(["row", "item"]).t.max()
     joined = pd.concat([carts.rename("cart"), removes.rename("remove")], axis=1).dropna()
@@ -43,10 +45,12 @@ def funnel_stats(seqs: Sequences) -> dict[str, Any]:
     boundary[1:] = (rows[1:] != rows[:-1]) | (seqs.sessions[1:] != seqs.sessions[:-1])
     session_id = np.cumsum(boundary) - 1
     events_per_session = np.bincount(session_id) if seqs.n_events else np.zeros(0)
-    buckets = {"1-3": int(((lengths >= 1) & (lengths <= 3)).sum()),
-               "4-10": int(((lengths >= 4) & (lengths <= 10)).sum()),
-               "11-50": int(((lengths >= 11) & (lengths <= 50)).sum()),
-               "50+": int((lengths > 50).sum())}
+    buckets = {
+        "1-3": int(((lengths >= 1) & (lengths <= 3)).sum()),
+        "4-10": int(((lengths >= 4) & (lengths <= 10)).sum()),
+        "11-50": int(((lengths >= 11) & (lengths <= 50)).sum()),
+        "50+": int((lengths > 50).sum()),
+    }
     return {
         "customers": len(seqs),
         "items": seqs.n_items,

@@ -4,5 +4,13 @@ from funnelrec.evaluate.harness import compare, evaluate
 from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
 from funnelrec.evaluate.splits import Cases, Split, make_split, resolve_target
 
-__all__ = ["Cases", "Split", "compare", "evaluate", "make_split", "ranking_metrics",
-           "resolve_target", "target_ranks"]
+__all__ = [
+    "Cases",
+    "Split",
+    "compare",
+    "evaluate",
+    "make_split",
+    "ranking_metrics",
+    "resolve_target",
+    "target_ranks",
+]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 HISTORY_BUCKETS: tuple[tuple[str, int, int], ...] = (
-    ("1-3", 1, 3), ("4-10", 4, 10), ("11-50", 11, 50), ("50+", 51, 10**12))
+    ("1-3", 1, 3),
+    ("4-10", 4, 10),
+    ("11-50", 11, 50),
+    ("50+", 51, 10**12),
+)
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -26,8 +30,11 @@ def ranking_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (5, 10, 20)) -> dic
     ranks = np.asarray(ranks, dtype=np.float64)
     out: dict[str, float] = {}
     if len(ranks) == 0:
-        return {**{f"HR@{k}": float("nan") for k in ks},
-                **{f"NDCG@{k}": float("nan") for k in ks}, "MRR": float("nan")}
+        return {
+            **{f"HR@{k}": float("nan") for k in ks},
+            **{f"NDCG@{k}": float("nan") for k in ks},
+            "MRR": float("nan"),
+        }
     for k in ks:
         hit = ranks < k
         out[f"HR@{k}"] = float(hit.mean())

@@ -56,13 +56,20 @@ class Split:
 
     def describe(self) -> dict[str, Any]:
         names = [self.full.vocab.action_names[a] for a in self.target_actions]
-        return {"protocol": self.protocol, "target": self.target, "target_actions": names,
-                "train_events": self.train.n_events, "valid_cases": len(self.valid),
-                "test_cases": len(self.test), **self.info}
+        return {
+            "protocol": self.protocol,
+            "target": self.target,
+            "target_actions": names,
+            "train_events": self.train.n_events,
+            "valid_cases": len(self.valid),
+            "test_cases": len(self.test),
+            **self.info,
+        }
 
 
-def resolve_target(seqs: Sequences, target: str,
-                   config: SplitConfig | None = None) -> tuple[str, tuple[int, ...], str]:
+def resolve_target(
+    seqs: Sequences, target: str, config: SplitConfig | None = None
+) -> tuple[str, tuple[int, ...], str]:
     """Which action ids count as targets. Returns (resolved name, action ids, note)."""
     config = config or SplitConfig()
     vocab = seqs.vocab
@@ -71,8 +78,10 @@ def resolve_target(seqs: Sequences, target: str,
     if target != "purchase":
         a = vocab.action_index(target)
         if a < 0:
-            raise FunnelrecError(f"unknown target action '{target}'; the data has "
-                                 f"{', '.join(vocab.action_names)} (or use 'any')")
+            raise FunnelrecError(
+                f"unknown target action '{target}'; the data has "
+                f"{', '.join(vocab.action_names)} (or use 'any')"
+            )
         return target, (a,), ""
     rows = seqs.row_of_events()
     for a in (PURCHASE, ADD_CART):
@@ -80,12 +89,20 @@ def resolve_target(seqs: Sequences, target: str,
         share = mask.mean() if len(mask) else 0.0
         n_cust = len(np.unique(rows[mask]))
         if share >= config.min_target_share and n_cust >= config.min_target_customers:
-            note = "" if a == PURCHASE else (
-                f"purchases too rare ({(seqs.actions == PURCHASE).mean():.2%} of events); "
-                "target falls back to add_cart")
+            note = (
+                ""
+                if a == PURCHASE
+                else (
+                    f"purchases too rare ({(seqs.actions == PURCHASE).mean():.2%} of events); "
+                    "target falls back to add_cart"
+                )
+            )
             return vocab.action_names[a], (a,), note
-    return "any", tuple(range(vocab.n_actions)), (
-        "purchases and add-to-carts too rare for a conversion target; using next interaction")
+    return (
+        "any",
+        tuple(range(vocab.n_actions)),
+        ("purchases and add-to-carts too rare for a conversion target; using next interaction"),
+    )
 
 
 def _positions(seqs: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,8 +134,9 @@ def make_split(seqs: Sequences, config: SplitConfig | None = None) -> Split:
         valid, test, train_end = _leave_one_out(seqs, rows, ctx_end, candidate)
     elif config.protocol == "temporal":
         if not seqs.vocab.has_time:
-            raise FunnelrecError("a temporal split needs timestamps; this data has order only "
-                                 "(use --split loo)")
+            raise FunnelrecError(
+                "a temporal split needs timestamps; this data has order only (use --split loo)"
+            )
         valid, test, train_end, cuts = _temporal(seqs, rows, ctx_end, candidate, config)
         info.update(cuts)
     else:
@@ -127,19 +145,30 @@ def make_split(seqs: Sequences, config: SplitConfig | None = None) -> Split:
     train = seqs.prefix(all_rows, train_end)
     train.target_actions = t_actions
     info["customers_without_cases"] = int(len(seqs) - len(np.union1d(valid.rows, test.rows)))
-    return Split(full=seqs, train=train, valid=valid, test=test, protocol=config.protocol,
-                 target=target, target_actions=t_actions, info=info)
+    return Split(
+        full=seqs,
+        train=train,
+        valid=valid,
+        test=test,
+        protocol=config.protocol,
+        target=target,
+        target_actions=t_actions,
+        info=info,
+    )
 
 
-def _cases(seqs: Sequences, event_idx: np.ndarray, rows: np.ndarray,
-           ctx_end: np.ndarray) -> Cases:
-    return Cases(rows=rows[event_idx], ends=ctx_end[event_idx],
-                 targets=seqs.items[event_idx].astype(np.int64),
-                 target_times=seqs.timestamps[event_idx])
+def _cases(seqs: Sequences, event_idx: np.ndarray, rows: np.ndarray, ctx_end: np.ndarray) -> Cases:
+    return Cases(
+        rows=rows[event_idx],
+        ends=ctx_end[event_idx],
+        targets=seqs.items[event_idx].astype(np.int64),
+        target_times=seqs.timestamps[event_idx],
+    )
 
 
-def _leave_one_out(seqs: Sequences, rows: np.ndarray, ctx_end: np.ndarray,
-                   candidate: np.ndarray) -> tuple[Cases, Cases, np.ndarray]:
+def _leave_one_out(
+    seqs: Sequences, rows: np.ndarray, ctx_end: np.ndarray, candidate: np.ndarray
+) -> tuple[Cases, Cases, np.ndarray]:
     """Test = first target event of the last target context; validation = the one before."""
     idx = np.flatnonzero(candidate)
     r, e = rows[idx], ctx_end[idx]
@@ -160,12 +189,20 @@ def _leave_one_out(seqs: Sequences, rows: np.ndarray, ctx_end: np.ndarray,
     has_test = test_end >= 0
     train_end[has_test] = test_end[has_test]
     train_end[r2[first2]] = e2[first2]
-    return (_cases(seqs, valid_idx, rows, ctx_end), _cases(seqs, test_idx, rows, ctx_end),
-            train_end)
+    return (
+        _cases(seqs, valid_idx, rows, ctx_end),
+        _cases(seqs, test_idx, rows, ctx_end),
+        train_end,
+    )
 
 
-def _temporal(seqs: Sequences, rows: np.ndarray, ctx_end: np.ndarray, candidate: np.ndarray,
-              config: SplitConfig) -> tuple[Cases, Cases, np.ndarray, dict[str, float]]:
+def _temporal(
+    seqs: Sequences,
+    rows: np.ndarray,
+    ctx_end: np.ndarray,
+    candidate: np.ndarray,
+    config: SplitConfig,
+) -> tuple[Cases, Cases, np.ndarray, dict[str, float]]:
     """Train before t_valid; validation / test = first target event after each cut."""
     t_valid, t_test = np.quantile(seqs.timestamps, [config.valid_quantile, config.test_quantile])
     ts = seqs.timestamps
@@ -179,5 +216,9 @@ def _temporal(seqs: Sequences, rows: np.ndarray, ctx_end: np.ndarray, candidate:
 
     valid_idx = first_per_row(candidate & (ts >= t_valid) & (ts < t_test))
     test_idx = first_per_row(candidate & (ts >= t_test))
-    return (_cases(seqs, valid_idx, rows, ctx_end), _cases(seqs, test_idx, rows, ctx_end),
-            train_end, {"t_valid": float(t_valid), "t_test": float(t_test)})
+    return (
+        _cases(seqs, valid_idx, rows, ctx_end),
+        _cases(seqs, test_idx, rows, ctx_end),
+        train_end,
+        {"t_valid": float(t_valid), "t_test": float(t_test)},
+    )

@@ -62,15 +62,23 @@ REES46 = Layout(
         "brand": "brand",
         "price": "price",
     },
-    actions={"view": "view", "cart": "add_cart", "remove_from_cart": "remove_cart",
-             "purchase": "purchase"},
+    actions={
+        "view": "view",
+        "cart": "add_cart",
+        "remove_from_cart": "remove_cart",
+        "purchase": "purchase",
+    },
     description="REES46 multi-category store (event_time, event_type, product_id, user_session)",
 )
 
 RETAILROCKET = Layout(
     name="retailrocket",
-    columns={"customer_id": "visitorid", "timestamp": "timestamp", "action": "event",
-             "item_id": "itemid"},
+    columns={
+        "customer_id": "visitorid",
+        "timestamp": "timestamp",
+        "action": "event",
+        "item_id": "itemid",
+    },
     actions={"view": "view", "addtocart": "add_cart", "transaction": "purchase"},
     timestamp_unit="ms",
     description="RetailRocket events.csv (visitorid, event, itemid, transactionid; ms timestamps)",
@@ -78,8 +86,13 @@ RETAILROCKET = Layout(
 
 TAOBAO = Layout(
     name="taobao",
-    columns={"customer_id": "user_id", "timestamp": "timestamp", "action": "behavior_type",
-             "item_id": "item_id", "category": "category_id"},
+    columns={
+        "customer_id": "user_id",
+        "timestamp": "timestamp",
+        "action": "behavior_type",
+        "item_id": "item_id",
+        "category": "category_id",
+    },
     actions={"pv": "view", "cart": "add_cart", "buy": "purchase"},
     timestamp_unit="s",
     headerless_names=("user_id", "item_id", "category_id", "behavior_type", "timestamp"),
@@ -88,12 +101,24 @@ TAOBAO = Layout(
 
 JDATA = Layout(
     name="jdata",
-    columns={"customer_id": "user_id", "timestamp": "time", "action": "type",
-             "item_id": "sku_id", "category": "cate", "brand": "brand"},
+    columns={
+        "customer_id": "user_id",
+        "timestamp": "time",
+        "action": "type",
+        "item_id": "sku_id",
+        "category": "cate",
+        "brand": "brand",
+    },
     # JData 2017 action types: 1 browse, 2 add to cart, 3 remove from cart, 4 order,
     # 5 follow, 6 click. Follow and click stay types of their own.
-    actions={"1": "view", "2": "add_cart", "3": "remove_cart", "4": "purchase", "5": "follow",
-             "6": "click"},
+    actions={
+        "1": "view",
+        "2": "add_cart",
+        "3": "remove_cart",
+        "4": "purchase",
+        "5": "follow",
+        "6": "click",
+    },
     description="JD.com JData 2017 actions (user_id, sku_id, time, model_id, type, cate, brand)",
 )
 

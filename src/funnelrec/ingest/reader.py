@@ -28,8 +28,12 @@ from funnelrec.ingest.sources import RawSource, open_source, sql_ident, sql_str
 from funnelrec.schema import CANONICAL_ACTIONS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, InputError
 
 _UNIT_DIVISORS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
-_UNIT_NAMES = {"s": "Unix seconds", "ms": "Unix milliseconds", "us": "Unix microseconds",
-               "ns": "Unix nanoseconds"}
+_UNIT_NAMES = {
+    "s": "Unix seconds",
+    "ms": "Unix milliseconds",
+    "us": "Unix microseconds",
+    "ns": "Unix nanoseconds",
+}
 FUTURE_TOLERANCE_S = 86_400.0
 
 
@@ -109,23 +113,33 @@ def read_events(
     layout, detected = _resolve_layout(src, config)
     colmap = _resolve_columns(src, layout, config)
     report = IngestReport(
-        path=src.path, format=src.format, layout=layout.name, layout_detected=detected,
-        layout_description=layout.description, columns_found=src.columns,
+        path=src.path,
+        format=src.format,
+        layout=layout.name,
+        layout_detected=detected,
+        layout_description=layout.description,
+        columns_found=src.columns,
         column_map={k: (v if isinstance(v, str) else "|".join(v)) for k, v in colmap.items()},
-        timestamps="", has_time=layout.kind == "events",
+        timestamps="",
+        has_time=layout.kind == "events",
     )
     report.rows_read = int(con.execute("SELECT count(*) FROM raw_src").fetchone()[0])
     report.rows_read += len(src.parse_rejects)
     if report.rows_read == 0:
-        raise InputError("no data rows: the file has a header but no events", path=src.path,
-                         expected="at least one event row", found=f"columns {src.columns}")
+        raise InputError(
+            "no data rows: the file has a header but no events",
+            path=src.path,
+            expected="at least one event row",
+            found=f"columns {src.columns}",
+        )
 
     ts_expr = _timestamp_expression(con, src, layout, colmap, config, report)
     action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
     _stage(con, colmap, ts_expr, action_expr, mapped, check_future=report.has_time)
     rejects = _collect_rejects(con, src)
     counts = con.execute(
-        "SELECT reason, count(*) FROM staged WHERE reason IS NOT NULL GROUP BY reason").fetchall()
+        "SELECT reason, count(*) FROM staged WHERE reason IS NOT NULL GROUP BY reason"
+    ).fetchall()
     for reason, n in [*src.parse_rejects["reason"].value_counts().items(), *counts]:
         report.rows_rejected[str(reason)] = report.rows_rejected.get(str(reason), 0) + int(n)
     if len(rejects) and rejects_path is not None:
@@ -144,26 +158,33 @@ def read_events(
     report.duplicates_dropped = valid - report.rows_used
     if report.rows_used == 0:
         raise InputError(
-            "zero usable rows: every row was rejected", path=src.path,
+            "zero usable rows: every row was rejected",
+            path=src.path,
             expected="rows with customer id, timestamp, action and item id",
             found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
         )
     report.input_sorted = _is_sorted(con)
     if not report.input_sorted:
         report.notes.append("input was not in time order within customers; sorted")
-    report.actions = dict(con.execute(
-        "SELECT action, count(*) FROM events GROUP BY action ORDER BY count(*) DESC").fetchall())
+    report.actions = dict(
+        con.execute(
+            "SELECT action, count(*) FROM events GROUP BY action ORDER BY count(*) DESC"
+        ).fetchall()
+    )
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
-    return EventTable(con, report, has_session_ids="session_id" in colmap,
-                      has_time=report.has_time)
+    return EventTable(con, report, has_session_ids="session_id" in colmap, has_time=report.has_time)
 
 
 def _resolve_layout(src: RawSource, config: IngestConfig) -> tuple[Layout, bool]:
     if config.layout != "auto":
         if config.layout not in LAYOUTS:
-            raise InputError(f"unknown layout '{config.layout}'", path=src.path,
-                             expected=", ".join(LAYOUTS), found=config.layout)
+            raise InputError(
+                f"unknown layout '{config.layout}'",
+                path=src.path,
+                expected=", ".join(LAYOUTS),
+                found=config.layout,
+            )
         return LAYOUTS[config.layout], False
     if src.sequence_layout is not None:
         return src.sequence_layout, True
@@ -178,28 +199,39 @@ def _resolve_layout(src: RawSource, config: IngestConfig) -> tuple[Layout, bool]
     if near is not None:  # all but one signature column: name what is missing
         return near, True
     raise InputError(
-        "unrecognised column layout", path=src.path,
-        expected=("one of the known layouts (" + ", ".join(LAYOUTS) + ") or --map "
-                  "customer_id=COL timestamp=COL action=COL item_id=COL"),
+        "unrecognised column layout",
+        path=src.path,
+        expected=(
+            "one of the known layouts (" + ", ".join(LAYOUTS) + ") or --map "
+            "customer_id=COL timestamp=COL action=COL item_id=COL"
+        ),
         found=f"columns {src.columns}",
     )
 
 
-def _resolve_columns(src: RawSource, layout: Layout,
-                     config: IngestConfig) -> dict[str, str | tuple[str, ...]]:
+def _resolve_columns(
+    src: RawSource, layout: Layout, config: IngestConfig
+) -> dict[str, str | tuple[str, ...]]:
     lower = {c.strip().lower(): c for c in src.columns}
     colmap: dict[str, str | tuple[str, ...]] = {}
     for canon, raw in {**layout.columns, **config.column_map}.items():
         if canon not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
-            raise InputError(f"--map names an unknown canonical column '{canon}'",
-                             path=src.path, expected=", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS))
+            raise InputError(
+                f"--map names an unknown canonical column '{canon}'",
+                path=src.path,
+                expected=", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS),
+            )
         names = (raw,) if isinstance(raw, str) else raw
         present = tuple(lower[n.strip().lower()] for n in names if n.strip().lower() in lower)
         if present:
             colmap[canon] = present[0] if len(present) == 1 else present
         elif canon in config.column_map:
-            raise InputError(f"--map {canon}={raw}: no such column", path=src.path,
-                             column=str(raw), found=f"columns {src.columns}")
+            raise InputError(
+                f"--map {canon}={raw}: no such column",
+                path=src.path,
+                column=str(raw),
+                found=f"columns {src.columns}",
+            )
     required = [c for c in REQUIRED_COLUMNS if not (c == "action" and layout.constant_action)]
     if layout.kind != "events":
         required = ["customer_id", "item_id"]
@@ -207,7 +239,8 @@ def _resolve_columns(src: RawSource, layout: Layout,
     if missing:
         want = {c: layout.columns.get(c, c) for c in missing}
         raise InputError(
-            f"missing required column(s) for layout '{layout.name}'", path=src.path,
+            f"missing required column(s) for layout '{layout.name}'",
+            path=src.path,
             column=", ".join(str(v) for v in want.values()),
             expected=f"columns for {', '.join(missing)} (or --map {missing[0]}=COL)",
             found=f"columns {src.columns}",
@@ -230,14 +263,21 @@ def _id_expr(colmap: dict[str, str | tuple[str, ...]], canon: str) -> str:
     return f"regexp_replace({_col(colmap, canon)}, '^(\\d+)\\.0+$', '\\1')"
 
 
-def _timestamp_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout: Layout,
-                          colmap: dict, config: IngestConfig, report: IngestReport) -> str:
+def _timestamp_expression(
+    con: duckdb.DuckDBPyConnection,
+    src: RawSource,
+    layout: Layout,
+    colmap: dict,
+    config: IngestConfig,
+    report: IngestReport,
+) -> str:
     raw = _col(colmap, "timestamp")
     if layout.kind != "events":
         report.timestamps = "none (order only: position in the file)"
         return f"TRY_CAST({raw} AS DOUBLE)"
-    if config.timestamp_unit == "format" or (config.timestamp_unit not in _UNIT_DIVISORS
-                                             and config.timestamp_unit not in ("auto", "iso")):
+    if config.timestamp_unit == "format" or (
+        config.timestamp_unit not in _UNIT_DIVISORS and config.timestamp_unit not in ("auto", "iso")
+    ):
         fmt = config.timestamp_unit
         report.timestamps = f"strptime format {fmt!r} (given)"
         return f"epoch(try_strptime({raw}, {sql_str(fmt)}))"
@@ -258,8 +298,7 @@ def _timestamp_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout
     else:
         how = "given" if config.timestamp_unit != "auto" else f"layout {layout.name}"
     div = _UNIT_DIVISORS.get(unit, 1.0)
-    iso = (f"epoch(TRY_CAST(regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00') "
-           "AS TIMESTAMPTZ))")
+    iso = f"epoch(TRY_CAST(regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00') AS TIMESTAMPTZ))"
     if unit == "iso":
         report.timestamps = f"ISO date-time strings ({how}); no zone = UTC"
         if numeric_share > 0:
@@ -271,24 +310,37 @@ def _timestamp_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout
     return f"coalesce(TRY_CAST({raw} AS DOUBLE) / {div}, {iso})"
 
 
-def _action_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout: Layout,
-                       colmap: dict, config: IngestConfig,
-                       report: IngestReport) -> tuple[str, bool]:
+def _action_expression(
+    con: duckdb.DuckDBPyConnection,
+    src: RawSource,
+    layout: Layout,
+    colmap: dict,
+    config: IngestConfig,
+    report: IngestReport,
+) -> tuple[str, bool]:
     """SQL for the raw action value and whether it goes through the `action_map` table."""
     if layout.constant_action and "action" not in colmap:
         constant = config.action_map.get(layout.constant_action, layout.constant_action)
         report.action_translation = {"(every row)": constant}
         report.notes.append(
-            f"order-only layout: every event is read as '{constant}' (one behaviour per row)")
+            f"order-only layout: every event is read as '{constant}' (one behaviour per row)"
+        )
         return sql_str(constant), False
     raw = _col(colmap, "action")
-    values = [r[0] for r in con.execute(
-        f"SELECT DISTINCT {raw} FROM raw_src WHERE {raw} IS NOT NULL").fetchall()]
+    values = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT {raw} FROM raw_src WHERE {raw} IS NOT NULL"
+        ).fetchall()
+    ]
     if len(values) > 1000:
         raise InputError(
             f"the action column has {len(values)} distinct values; is it really the action?",
-            path=src.path, column=str(colmap["action"]),
-            expected="a handful of behaviour types", found=", ".join(map(str, values[:10])))
+            path=src.path,
+            column=str(colmap["action"]),
+            expected="a handful of behaviour types",
+            found=", ".join(map(str, values[:10])),
+        )
     mapping = {v: translate_action(v, layout, config.action_map) for v in values}
     report.action_translation = dict(sorted(mapping.items()))
     known = set(CANONICAL_ACTIONS) | set(config.action_map.values())
@@ -301,11 +353,17 @@ def _action_expression(con: duckdb.DuckDBPyConnection, src: RawSource, layout: L
     return raw, True
 
 
-def _stage(con: duckdb.DuckDBPyConnection, colmap: dict, ts_expr: str, action_expr: str,
-           mapped: bool, check_future: bool) -> None:
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    colmap: dict,
+    ts_expr: str,
+    action_expr: str,
+    mapped: bool,
+    check_future: bool,
+) -> None:
     """Parse every row once and give each unusable row its reason."""
     now = time.time() + FUTURE_TOLERANCE_S if check_future else float("inf")
-    action_join = (f"LEFT JOIN action_map ON am_raw = {action_expr}" if mapped else "")
+    action_join = f"LEFT JOIN action_map ON am_raw = {action_expr}" if mapped else ""
     action_val = "am_action" if mapped else action_expr
     action_ok = "coalesce(am_ok, false)" if mapped else "true"
     price_raw = _col(colmap, "price")
@@ -325,12 +383,12 @@ def _stage(con: duckdb.DuckDBPyConnection, colmap: dict, ts_expr: str, action_ex
                     WHEN price < 0 THEN 'negative price'
                END AS reason
         FROM (
-            SELECT r.row_no, {_id_expr(colmap, 'customer_id')} AS cust,
-                   {_id_expr(colmap, 'item_id')} AS item,
-                   {_col(colmap, 'timestamp')} AS raw_ts, {ts_expr} AS ts,
+            SELECT r.row_no, {_id_expr(colmap, "customer_id")} AS cust,
+                   {_id_expr(colmap, "item_id")} AS item,
+                   {_col(colmap, "timestamp")} AS raw_ts, {ts_expr} AS ts,
                    {action_val} AS act, {action_ok} AS act_ok,
-                   {_col(colmap, 'session_id')} AS session_id,
-                   {_col(colmap, 'category')} AS category, {_col(colmap, 'brand')} AS brand,
+                   {_col(colmap, "session_id")} AS session_id,
+                   {_col(colmap, "category")} AS category, {_col(colmap, "brand")} AS brand,
                    {price_raw} AS raw_price, TRY_CAST({price_raw} AS DOUBLE) AS price
             FROM raw_src r {action_join}
         )

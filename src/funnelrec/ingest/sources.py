@@ -68,8 +68,12 @@ def _format_of(path: Path) -> str:
     return "text"
 
 
-def open_source(con: duckdb.DuckDBPyConnection, source: str | Path | pd.DataFrame,
-                delimiter: str | None = None, has_header: bool | None = None) -> RawSource:
+def open_source(
+    con: duckdb.DuckDBPyConnection,
+    source: str | Path | pd.DataFrame,
+    delimiter: str | None = None,
+    has_header: bool | None = None,
+) -> RawSource:
     """Register `source` as view `raw_src` (all text + `row_no`) and describe it."""
     if isinstance(source, pd.DataFrame):
         return _open_dataframe(con, source)
@@ -79,16 +83,20 @@ def open_source(con: duckdb.DuckDBPyConnection, source: str | Path | pd.DataFram
     if path.is_dir():
         raise InputError("expected a file, found a directory", path=str(path))
     if path.stat().st_size == 0:
-        raise InputError("file is empty (0 bytes)", path=str(path),
-                         expected="a header and event rows")
+        raise InputError(
+            "file is empty (0 bytes)", path=str(path), expected="a header and event rows"
+        )
     fmt = _format_of(path)
     if fmt == "parquet":
         return _open_parquet(con, path)
     head = _head_bytes(path)
     if b"\x00" in head:
-        raise InputError("file looks binary (contains NUL bytes), not a text table",
-                         path=str(path), expected="CSV, CSV.gz, Parquet or JSON Lines",
-                         found=repr(head[:40]))
+        raise InputError(
+            "file looks binary (contains NUL bytes), not a text table",
+            path=str(path),
+            expected="CSV, CSV.gz, Parquet or JSON Lines",
+            found=repr(head[:40]),
+        )
     if fmt == "jsonl":
         return _open_jsonl(con, path)
     text = head.decode("utf-8", errors="replace")
@@ -117,8 +125,12 @@ def _open_dataframe(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> RawSour
 
 def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     try:
-        cols = [r[0] for r in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({sql_str(str(path))})").fetchall()]
+        cols = [
+            r[0]
+            for r in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({sql_str(str(path))})"
+            ).fetchall()
+        ]
     except duckdb.Error as exc:
         raise InputError(f"cannot read Parquet: {_first_line(exc)}", path=str(path)) from exc
     select = ", ".join(f"CAST({sql_ident(c)} AS VARCHAR) AS {sql_ident(c)}" for c in cols)
@@ -147,11 +159,13 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     ).fetchall()
     cols = sorted(k[0] for k in keys)
     if not cols:
-        raise InputError("no JSON objects found", path=str(path),
-                         expected="one JSON object per line")
+        raise InputError(
+            "no JSON objects found", path=str(path), expected="one JSON object per line"
+        )
     reader_bad = con.execute(
         "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
-        "FROM jrej_errors ORDER BY line").df()
+        "FROM jrej_errors ORDER BY line"
+    ).df()
     if len(reader_bad):
         _realign_row_numbers(con, reader_bad["line"].to_numpy(), 0, table="raw_lines")
         reader_bad["reason"] = reader_bad["reason"].map(_reader_reason)
@@ -164,7 +178,8 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     )
     select = ", ".join(
         f"CASE WHEN is_obj THEN CAST(json_extract_string(line, "
-        f"{sql_str('$.' + _json_key(c))}) AS VARCHAR) END AS {sql_ident(c)}" for c in cols
+        f"{sql_str('$.' + _json_key(c))}) AS VARCHAR) END AS {sql_ident(c)}"
+        for c in cols
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE raw_src AS SELECT row_no, {select} FROM raw_lines "
@@ -183,8 +198,10 @@ def _json_key(key: str) -> str:
 
 
 def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layout) -> RawSource:
-    src = (f"read_csv({sql_str(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', "
-           "header = false, quote = '', escape = '', auto_detect = false)")
+    src = (
+        f"read_csv({sql_str(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', "
+        "header = false, quote = '', escape = '', auto_detect = false)"
+    )
     if layout.kind == "sequence_lines":
         # Position within the line is the order; the line number keeps lines of the same user
         # (if a user appears twice) in file order.
@@ -209,12 +226,23 @@ def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layo
     return RawSource(str(path), layout.kind, cols, 0, _empty_rejects(), sequence_layout=layout)
 
 
-def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
-              delimiter: str | None, has_header: bool | None) -> RawSource:
+def _open_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    lines: list[str],
+    delimiter: str | None,
+    has_header: bool | None,
+) -> RawSource:
     # An explicit quote character: without it one badly quoted row can make the sniffer turn
     # quoting off, and then every correctly quoted row splits into too many fields.
-    opts = ["all_varchar = true", "store_rejects = true", "rejects_table = 'rej_errors'",
-            "rejects_scan = 'rej_scans'", "max_line_size = 4000000", "quote = '\"'"]
+    opts = [
+        "all_varchar = true",
+        "store_rejects = true",
+        "rejects_table = 'rej_errors'",
+        "rejects_scan = 'rej_scans'",
+        "max_line_size = 4000000",
+        "quote = '\"'",
+    ]
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
     headerless = None
@@ -236,8 +264,12 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
         # and let the reader reject the bad rows one by one instead of refusing the file.
         reader, cols = _reader_without_sniffing(path, lines, delimiter, opts, exc)
     header = lines[0] if lines else ""
-    if len(cols) == 1 and delimiter is None and headerless is None and any(
-            d in header for d in ",;\t|"):
+    if (
+        len(cols) == 1
+        and delimiter is None
+        and headerless is None
+        and any(d in header for d in ",;\t|")
+    ):
         # One column although the header has delimiters: the sniffer was thrown by a bad row.
         reader, cols = _reader_without_sniffing(path, lines, delimiter, opts, None)
     select = ", ".join(sql_ident(c) for c in cols)
@@ -261,21 +293,28 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path, lines: list[str],
     return RawSource(str(path), "csv", cols, header_lines, bad, headerless_layout=headerless)
 
 
-def _reader_without_sniffing(path: Path, lines: list[str], delimiter: str | None,
-                             opts: list[str], exc: Exception | None
-                             ) -> tuple[str, list[str]]:
+def _reader_without_sniffing(
+    path: Path, lines: list[str], delimiter: str | None, opts: list[str], exc: Exception | None
+) -> tuple[str, list[str]]:
     header = lines[0] if lines else ""
     delim = delimiter or max(",;\t|", key=header.count)
     names = [h.strip().strip('"') for h in header.split(delim)]
     if len(names) < 2 or any(not n for n in names):
         why = _first_line(exc) if exc else "no delimiter found in the header"
-        raise InputError(f"cannot parse as CSV: {why}", path=str(path),
-                         expected="a delimited text file with a header row",
-                         found=header[:200]) from exc
+        raise InputError(
+            f"cannot parse as CSV: {why}",
+            path=str(path),
+            expected="a delimited text file with a header row",
+            found=header[:200],
+        ) from exc
     columns = "{" + ", ".join(f"{sql_str(n)}: 'VARCHAR'" for n in names) + "}"
     keep = [o for o in opts if not o.startswith(("delim", "header", "all_varchar"))]
-    keep += [f"delim = {sql_str(delim)}", "header = true", "auto_detect = false",
-             f"columns = {columns}"]
+    keep += [
+        f"delim = {sql_str(delim)}",
+        "header = true",
+        "auto_detect = false",
+        f"columns = {columns}",
+    ]
     return f"read_csv({sql_str(str(path))}, {', '.join(keep)})", names
 
 
@@ -283,8 +322,9 @@ def _looks_headerless(cols: list[str]) -> bool:
     return all(c.startswith("column") and c[6:].isdigit() for c in cols)
 
 
-def _realign_row_numbers(con: duckdb.DuckDBPyConnection, bad_lines, header_lines: int,
-                         table: str = "raw_tbl") -> None:
+def _realign_row_numbers(
+    con: duckdb.DuckDBPyConnection, bad_lines, header_lines: int, table: str = "raw_tbl"
+) -> None:
     """Turn `row_no` into the data-row index the file had, counting rows the reader skipped."""
     import numpy as np
 
@@ -319,9 +359,13 @@ def _first_line(exc: Exception) -> str:
 
 
 def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({"line": pd.Series([], dtype="int64"),
-                         "reason": pd.Series([], dtype="string"),
-                         "raw": pd.Series([], dtype="string")})
+    return pd.DataFrame(
+        {
+            "line": pd.Series([], dtype="int64"),
+            "reason": pd.Series([], dtype="string"),
+            "raw": pd.Series([], dtype="string"),
+        }
+    )
 
 
 def read_text_head(path: str | Path, n: int = 5) -> list[str]:

@@ -37,8 +37,9 @@ class Recommender(ABC):
         out = np.asarray(self._score(histories), dtype=np.float32)
         return np.nan_to_num(out, nan=-np.inf)
 
-    def recommend(self, histories: Sequences, k: int = 10,
-                  exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self, histories: Sequences, k: int = 10, exclude_seen: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item ids and scores per history, best first: `(ids, scores)`, each (n, k)."""
         scores = self.score(histories)
         if exclude_seen:

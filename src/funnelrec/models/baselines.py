@@ -60,8 +60,9 @@ class RecentPopularity(Recommender):
 
     name = "recent_pop"
 
-    def __init__(self, window_days: float = 14.0, half_life_days: float = 3.0,
-                 recent_share: float = 0.1) -> None:
+    def __init__(
+        self, window_days: float = 14.0, half_life_days: float = 3.0, recent_share: float = 0.1
+    ) -> None:
         self.window_days = window_days
         self.half_life_days = half_life_days
         self.recent_share = recent_share
@@ -115,8 +116,11 @@ class RepeatPurchase(RecentItems):
         scores = super()._score(histories)
         bought = histories.actions == PURCHASE
         recency = 1.0 / (1.0 + _age(histories))
-        np.maximum.at(scores, (histories.row_of_events()[bought], histories.items[bought]),
-                      2.0 + recency[bought])
+        np.maximum.at(
+            scores,
+            (histories.row_of_events()[bought], histories.items[bought]),
+            2.0 + recency[bought],
+        )
         return scores
 
 
@@ -159,7 +163,7 @@ class SessionItemKNN(Recommender):
 
     def _score(self, histories: Sequences) -> np.ndarray:
         age = _age(histories)
-        w = np.where(age < self.n_recent, self.decay ** age, 0.0)
+        w = np.where(age < self.n_recent, self.decay**age, 0.0)
         h = _history_matrix(histories, w)
         return np.asarray((h @ self.sim_).todense()) + _TIE * self.pop_
 
@@ -188,6 +192,6 @@ class Markov(Recommender):
 
     def _score(self, histories: Sequences) -> np.ndarray:
         age = _age(histories)
-        w = np.where(age < self.n_recent, self.decay ** age, 0.0)
+        w = np.where(age < self.n_recent, self.decay**age, 0.0)
         h = _history_matrix(histories, w)
         return np.asarray((h @ self.trans_).todense()) + _TIE * self.pop_

@@ -18,19 +18,27 @@ from funnelrec.models.base import Recommender
 from funnelrec.sequences import Sequences
 
 
-def _counts(seqs: Sequences, n_rows: int | None = None, rows: np.ndarray | None = None
-            ) -> sp.csr_matrix:
+def _counts(
+    seqs: Sequences, n_rows: int | None = None, rows: np.ndarray | None = None
+) -> sp.csr_matrix:
     r = seqs.row_of_events() if rows is None else rows
     n = len(seqs) if n_rows is None else n_rows
-    m = sp.csr_matrix((np.ones(seqs.n_events, np.float32), (r, seqs.items)),
-                      shape=(n, seqs.n_items))
+    m = sp.csr_matrix(
+        (np.ones(seqs.n_events, np.float32), (r, seqs.items)), shape=(n, seqs.n_items)
+    )
     m.sum_duplicates()
     return m
 
 
 class _ImplicitMF(Recommender):
-    def __init__(self, factors: int = 64, regularization: float = 0.05, iterations: int = 15,
-                 alpha: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        iterations: int = 15,
+        alpha: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         self.factors = factors
         self.regularization = regularization
         self.iterations = iterations
@@ -64,9 +72,13 @@ class ALS(_ImplicitMF):
     def _make(self):
         from implicit.cpu.als import AlternatingLeastSquares
 
-        return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                       iterations=self.iterations, random_state=self.seed,
-                                       num_threads=0)
+        return AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=self.seed,
+            num_threads=0,
+        )
 
     def _score(self, histories: Sequences) -> np.ndarray:
         rows = _counts(histories)
@@ -81,18 +93,29 @@ class BPR(_ImplicitMF):
 
     name = "bpr"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.01, iterations: int = 100,
-                 learning_rate: float = 0.05, alpha: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        learning_rate: float = 0.05,
+        alpha: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__(factors, regularization, iterations, alpha, seed)
         self.learning_rate = learning_rate
 
     def _make(self):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        return BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
-                                           regularization=self.regularization,
-                                           iterations=self.iterations, random_state=self.seed,
-                                           num_threads=0)
+        return BayesianPersonalizedRanking(
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=self.seed,
+            num_threads=0,
+        )
 
     def _score(self, histories: Sequences) -> np.ndarray:
         v = self.item_factors_  # (I, F + 1): implicit appends an item bias column

@@ -18,11 +18,16 @@ def metrics_chart(results: dict[str, Any], path: str | Path, part: str = "test")
     for metric in ("HR@10", "NDCG@10"):
         fig.add_bar(name=metric, x=names, y=[models[m][part]["metrics"][metric] for m in names])
     fig.update_layout(
-        barmode="group", template="plotly_white",
-        title=(f"{results.get('dataset', '')}: {part} {results['split']['protocol']} split, "
-               f"target {results['split']['target']} (full ranking, "
-               f"{results['split'][part + '_cases']} cases)"),
-        yaxis_title="metric", xaxis_title="model")
+        barmode="group",
+        template="plotly_white",
+        title=(
+            f"{results.get('dataset', '')}: {part} {results['split']['protocol']} split, "
+            f"target {results['split']['target']} (full ranking, "
+            f"{results['split'][part + '_cases']} cases)"
+        ),
+        yaxis_title="metric",
+        xaxis_title="model",
+    )
     path = Path(path)
     atomic_write(path, lambda p: fig.write_html(p, include_plotlyjs=True))
     return path
