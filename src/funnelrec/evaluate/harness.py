@@ -6,6 +6,7 @@ fit and scoring times measured around the model's own calls.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -54,9 +55,13 @@ def evaluate(
         sel = buckets == name
         if sel.any():
             by_bucket[name] = {"n": int(sel.sum()), **ranking_metrics(ranks[sel], (10,))}
-    return {"n": len(cases), "metrics": metrics, "by_history_length": by_bucket,
-            "score_seconds": seconds,
-            "score_ms_per_1000": 1000.0 * seconds / max(len(cases), 1) * 1000.0}
+    return {
+        "n": len(cases),
+        "metrics": metrics,
+        "by_history_length": by_bucket,
+        "score_seconds": seconds,
+        "score_ms_per_1000": 1000.0 * seconds / max(len(cases), 1) * 1000.0,
+    }
 
 
 def compare(
@@ -73,7 +78,11 @@ def compare(
             progress(name)
         model = make()
         started = time.perf_counter()
-        model.fit(split.train)
+        if "valid" in inspect.signature(model.fit).parameters and len(split.valid):
+            # Models that early-stop get the validation cases (never the test cases).
+            model.fit(split.train, valid=(split.valid.contexts(split.full), split.valid.targets))
+        else:
+            model.fit(split.train)
         fit_s = time.perf_counter() - started
         entry: dict[str, Any] = {"fit_seconds": fit_s, "params": _jsonable(model.get_params())}
         for part in parts:
@@ -83,5 +92,7 @@ def compare(
 
 
 def _jsonable(params: dict) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-            for k, v in params.items()}
+    return {
+        k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+        for k, v in params.items()
+    }

@@ -11,6 +11,7 @@ from funnelrec.models.baselines import (
     RepeatPurchase,
     SessionItemKNN,
 )
+from funnelrec.models.funnel import FunnelModel, GRU4Rec, SASRec
 from funnelrec.models.matrix_factorization import ALS, BPR
 
 MODELS: dict[str, Callable[[], Recommender]] = {
@@ -22,7 +23,24 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "markov": Markov,
     "als": ALS,
     "bpr": BPR,
+    "sasrec": SASRec,
+    "gru4rec": GRU4Rec,
+    "funnel": FunnelModel,
 }
 
-__all__ = ["ALS", "BPR", "MODELS", "Markov", "Popularity", "RecentItems", "RecentPopularity",
-           "Recommender", "RepeatPurchase", "SessionItemKNN", "top_k"]
+__all__ = [
+    "ALS",
+    "BPR",
+    "MODELS",
+    "FunnelModel",
+    "GRU4Rec",
+    "Markov",
+    "Popularity",
+    "RecentItems",
+    "RecentPopularity",
+    "Recommender",
+    "RepeatPurchase",
+    "SASRec",
+    "SessionItemKNN",
+    "top_k",
+]

@@ -1,0 +1,489 @@
+"""`FunnelModel`: the sklearn-style estimator around `FunnelNet` (fit, score, profiles, save).
+
+Training: next-event prediction at every position with full softmax cross-entropy (sampled
+softmax with log-Q correction above `full_softmax_max_items`), plus, for a conversion target,
+"last event of a session -> first target item of a later session", the exact shape of the
+evaluation cases. Early stopping on validation NDCG@10 when validation cases are given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
+from funnelrec.models.base import Recommender
+from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
+from funnelrec.models.windows import (
+    Batch,
+    history_at,
+    item_metadata_codes,
+    pad_histories,
+    training_windows,
+)
+from funnelrec.schema import FunnelrecError
+from funnelrec.sequences import Sequences, atomic_write
+
+
+class FunnelModel(Recommender):
+    """Action-aware sequential recommender whose profile is `n_traits` traits in [0, 1].
+
+    Parameters
+    ----------
+    n_traits : size of the trait bottleneck (the profile).
+    d_model, n_layers, n_heads, dropout, max_len : encoder size; `max_len` recent events.
+    encoder : "transformer" or "gru".
+    use_actions, use_gaps, use_metadata, bottleneck, history : switches for ablations.
+    drop_actions : action names removed from the data before fitting and scoring
+        (the "no removal events" ablation).
+    epochs, batch_size, lr, weight_decay, patience : optimisation; early stopping on
+        validation NDCG@10 (patience in epochs).
+    sparsity, decorrelation : penalties that keep traits sparse and non-redundant.
+    history_len : events of a history used by the repeat term at scoring time.
+    seed : makes fitting repeatable (same seed, same data, same metrics).
+
+    Examples
+    --------
+    >>> model = FunnelModel(n_traits=16, epochs=5).fit(split.train)   # doctest: +SKIP
+    >>> ids, scores = model.recommend(histories, k=10)                 # doctest: +SKIP
+    """
+
+    name = "funnel"
+
+    def __init__(
+        self,
+        n_traits: int = 16,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        dropout: float = 0.2,
+        max_len: int = 50,
+        encoder: str = "transformer",
+        use_actions: bool = True,
+        use_gaps: bool = True,
+        use_metadata: bool = True,
+        bottleneck: bool = True,
+        history: bool = True,
+        drop_actions: tuple[str, ...] = (),
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        patience: int = 3,
+        sparsity: float = 1e-3,
+        decorrelation: float = 1e-2,
+        history_len: int = 200,
+        full_softmax_max_items: int = 50_000,
+        n_negatives: int = 8192,
+        scalar_lr: float = 0.03,
+        seed: int = 0,
+    ) -> None:
+        self.n_traits = n_traits
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.max_len = max_len
+        self.encoder = encoder
+        self.use_actions = use_actions
+        self.use_gaps = use_gaps
+        self.use_metadata = use_metadata
+        self.bottleneck = bottleneck
+        self.history = history
+        self.drop_actions = tuple(drop_actions)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.sparsity = sparsity
+        self.decorrelation = decorrelation
+        self.history_len = history_len
+        self.full_softmax_max_items = full_softmax_max_items
+        self.n_negatives = n_negatives
+        self.scalar_lr = scalar_lr
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        train: Sequences,
+        valid: tuple[Sequences, np.ndarray] | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Self:
+        """Learn from `train`; `valid` = (contexts, target items) enables early stopping."""
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        train = self._drop(train)
+        vocab = train.vocab
+        self.conversion_ = tuple(train.target_actions) != tuple(range(vocab.n_actions))
+        self.target_actions_ = tuple(int(a) for a in train.target_actions)
+        cat, brand, band = item_metadata_codes(vocab)
+        cfg = FunnelNetConfig(
+            n_items=vocab.n_items,
+            n_actions=vocab.n_actions,
+            n_categories=int(cat.max()),
+            n_brands=int(brand.max()),
+            n_price_bands=int(band.max()),
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            dropout=self.dropout,
+            max_len=self.max_len,
+            n_traits=self.n_traits,
+            encoder=self.encoder,
+            use_actions=self.use_actions,
+            use_gaps=self.use_gaps,
+            use_metadata=self.use_metadata,
+            bottleneck=self.bottleneck,
+            history=self.history,
+        )
+        net = FunnelNet(cfg)
+        net.set_item_metadata(
+            torch.from_numpy(cat), torch.from_numpy(brand), torch.from_numpy(band)
+        )
+        self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
+        windows, nxt, conv = training_windows(train, self.max_len, self.conversion_)
+        if windows.n_events == 0:
+            raise FunnelrecError("no customer has two or more training events to learn from")
+        batch_all, _ = pad_histories(windows, self.max_len + 1)
+        lab_next = _pad_labels(windows, nxt, batch_all.items.shape[1])
+        lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
+        counts = np.bincount(train.items, minlength=vocab.n_items) + 1.0
+        self.log_q_ = torch.from_numpy(np.log(counts / counts.sum())).float()
+        # The few scalar weights (action gates, history weights, temperature) get a larger
+        # step: with a few hundred steps per fit they would otherwise barely leave their init.
+        scalars = {"action_gate", "history_action", "history_age", "logit_scale"}
+        named = list(net.named_parameters())
+        opt = torch.optim.AdamW(
+            [
+                {"params": [p for n, p in named if n not in scalars]},
+                {
+                    "params": [p for n, p in named if n in scalars],
+                    "lr": self.scalar_lr,
+                    "weight_decay": 0.0,
+                },
+            ],
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+        )
+        lengths = batch_all.lengths.numpy()
+        best, best_state, bad, self.history_ = -1.0, None, 0, []
+        started = time.perf_counter()
+        for epoch in range(1, self.epochs + 1):
+            net.train()
+            order = _length_batches(lengths, self.batch_size, rng)
+            total, n = 0.0, 0
+            for rows in order:
+                loss = self._step(net, batch_all, lab_next, lab_conv, torch.from_numpy(rows))
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                total += float(loss.detach())
+                n += 1
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": total / max(n, 1),
+                "seconds": time.perf_counter() - started,
+            }
+            if valid is not None and len(valid[1]):
+                record["valid_NDCG@10"] = self._valid_ndcg(*valid)
+                if record["valid_NDCG@10"] > best:
+                    best, bad = record["valid_NDCG@10"], 0
+                    best_state = copy.deepcopy(net.state_dict())
+                    self.best_epoch_ = epoch
+                else:
+                    bad += 1
+            self.history_.append(record)
+            if progress:
+                progress(record)
+            if valid is not None and bad >= self.patience:
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        if not hasattr(self, "best_epoch_"):
+            self.best_epoch_ = len(self.history_)
+        self.fit_seconds_ = time.perf_counter() - started
+        net.eval()
+        return self
+
+    def _step(
+        self,
+        net: FunnelNet,
+        b: Batch,
+        lab_next: torch.Tensor,
+        lab_conv: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> torch.Tensor:
+        sub = Batch(b.items[rows], b.actions[rows], b.gaps[rows], b.starts[rows])
+        T = int(sub.lengths.max())
+        sub = Batch(sub.items[:, -T:], sub.actions[:, -T:], sub.gaps[:, -T:], sub.starts[:, -T:])
+        h = net.encode(sub.items, sub.actions, sub.gaps, sub.starts)
+        loss = torch.zeros(())
+        tasks = [(lab_next[rows][:, -T:], 0)]
+        if self.conversion_:
+            tasks.append((lab_conv[rows][:, -T:], 1))
+        for labels, task in tasks:
+            r, c = torch.nonzero(labels > 0, as_tuple=True)
+            if len(r) == 0:
+                continue
+            target = labels[r, c] - 1
+            hist = None
+            if self.history:
+                hi, ha, hg = history_at(sub, r, c)
+                hist = net.history_scores(hi, ha, hg, task)
+            ht = net.for_task(h[r, c], task)
+            scores = self._train_scores(net, ht, hist, target)
+            sampled = scores.shape[1] != self.n_items_
+            loss = loss + F.cross_entropy(scores, torch.zeros_like(target) if sampled else target)
+            if self.bottleneck:
+                tr = net.traits(ht)
+                loss = loss + self.sparsity * tr.mean() + self.decorrelation * _offdiag_corr(tr)
+        return loss
+
+    def _train_scores(
+        self, net: FunnelNet, h: torch.Tensor, hist: torch.Tensor | None, target: torch.Tensor
+    ) -> torch.Tensor:
+        scores = net.score(h, hist)
+        if self.n_items_ <= self.full_softmax_max_items:
+            return scores
+        # Sampled softmax with log-Q correction: positive first, shared popularity negatives.
+        neg = torch.multinomial(self.log_q_.exp(), self.n_negatives, replacement=True)
+        pos = scores.gather(1, target[:, None]) - self.log_q_[target][:, None]
+        negs = scores[:, neg] - self.log_q_[neg]
+        negs = negs.masked_fill(neg[None, :] == target[:, None], -1e9)
+        return torch.cat([pos, negs], dim=1)
+
+    def _valid_ndcg(self, contexts: Sequences, targets: np.ndarray) -> float:
+        ranks = []
+        rng = np.random.default_rng(0)
+        for lo in range(0, len(contexts), 1024):
+            sl = np.arange(lo, min(lo + 1024, len(contexts)))
+            s = self._score(contexts.select(sl))
+            ranks.append(target_ranks(s, targets[sl], rng))
+        return ranking_metrics(np.concatenate(ranks), (10,))["NDCG@10"]
+
+    # ------------------------------------------------------------------ scoring
+    def _drop(self, seqs: Sequences) -> Sequences:
+        if not self.drop_actions:
+            return seqs
+        drop = [seqs.vocab.action_index(a) for a in self.drop_actions]
+        keep = ~np.isin(seqs.actions, drop)
+        rows = seqs.row_of_events()
+        lengths = np.bincount(rows[keep], minlength=len(seqs))
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Sequences(
+            offsets=offsets,
+            customers=seqs.customers,
+            items=seqs.items[keep],
+            actions=seqs.actions[keep],
+            timestamps=seqs.timestamps[keep],
+            gaps=seqs.gaps[keep],
+            sessions=seqs.sessions[keep],
+            vocab=seqs.vocab,
+            target_actions=seqs.target_actions,
+        )
+
+    @torch.no_grad()
+    def _encode_last(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Final state (n, d) and history term (n, n_items) of each history."""
+        h_seqs = self._drop(histories)
+        net = self.net_
+        net.eval()
+        batch, _ = pad_histories(h_seqs, self.max_len)
+        task = 1 if self.conversion_ else 0
+        h = net.for_task(
+            net.encode(batch.items, batch.actions, batch.gaps, batch.starts)[:, -1], task
+        )
+        hist = None
+        if self.history:
+            long_batch, _ = pad_histories(h_seqs, self.history_len)
+            T = long_batch.items.shape[1]
+            r = torch.arange(len(h_seqs))
+            hi, ha, hg = history_at(long_batch, r, torch.full((len(r),), T - 1))
+            hist = net.history_scores(hi, ha, hg, task)
+        return h, hist
+
+    def _score(self, histories: Sequences) -> np.ndarray:
+        h, hist = self._encode_last(histories)
+        with torch.no_grad():
+            return self.net_.score(h, hist).numpy()
+
+    def profiles(self, histories: Sequences) -> np.ndarray:
+        """(n, n_traits) trait values in [0, 1] at the end of each history."""
+        self._check_fitted()
+        if not self.bottleneck:
+            raise FunnelrecError("this model was fitted without the trait bottleneck")
+        h, _ = self._encode_last(histories)
+        with torch.no_grad():
+            return self.net_.traits(h).numpy()
+
+    def action_weights(self) -> dict[str, dict[str, float]]:
+        """Learned importance of each action type: input gate and history-term weight."""
+        self._check_fitted()
+        gate = self.net_.action_gate.detach().numpy()
+        hist = self.net_.history_action.detach().numpy()[1 if self.conversion_ else 0]
+        return {
+            name: {"input_gate": float(gate[i]), "history_weight": float(hist[i])}
+            for i, name in enumerate(self.vocab_.action_names)
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> None:
+        """Weights (safetensors), config and hyperparameters (JSON); no pickle."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.net_.state_dict().items()}
+        state["log_q"] = self.log_q_
+        atomic_write(directory / "model.safetensors", lambda p: save_file(state, p))
+        meta = {
+            "params": FunnelModel.get_params(self),
+            "net": self.net_.cfg.to_dict(),
+            "target_actions": list(self.target_actions_),
+            "conversion": self.conversion_,
+            "best_epoch": self.best_epoch_,
+            "history": self.history_,
+        }
+        atomic_write(
+            directory / "model.json",
+            lambda p: Path(p).write_text(json.dumps(meta, indent=2, default=list)),
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, vocab) -> FunnelModel:
+        """Rebuild a model saved with `save` (its vocabulary comes from the sequences)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta = json.loads((directory / "model.json").read_text())
+        params = meta["params"]
+        params["drop_actions"] = tuple(params.get("drop_actions", ()))
+        model = cls(**params)
+        state = load_file(str(directory / "model.safetensors"))
+        model.log_q_ = state.pop("log_q")
+        model.net_ = FunnelNet(FunnelNetConfig(**meta["net"]))
+        model.net_.load_state_dict(state)
+        model.net_.eval()
+        model.vocab_, model.n_items_ = vocab, vocab.n_items
+        model.target_actions_ = tuple(meta["target_actions"])
+        model.conversion_ = meta["conversion"]
+        model.best_epoch_, model.history_ = meta["best_epoch"], meta["history"]
+        return model
+
+
+class SASRec(FunnelModel):
+    """Item-only SASRec (Kang & McAuley 2018) trained with full cross-entropy.
+
+    The funnel network with actions, time gaps, metadata, traits and the history term all
+    switched off: a causal transformer over item ids with a dot-product head.
+    """
+
+    name = "sasrec"
+
+    def __init__(
+        self,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        dropout: float = 0.2,
+        max_len: int = 50,
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 2e-3,
+        patience: int = 3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            dropout=dropout,
+            max_len=max_len,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            patience=patience,
+            seed=seed,
+            use_actions=False,
+            use_gaps=False,
+            use_metadata=False,
+            bottleneck=False,
+            history=False,
+        )
+
+
+class GRU4Rec(FunnelModel):
+    """Item-only GRU4Rec-style recurrent model, trained with full cross-entropy."""
+
+    name = "gru4rec"
+
+    def __init__(
+        self,
+        d_model: int = 64,
+        dropout: float = 0.2,
+        max_len: int = 50,
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 2e-3,
+        patience: int = 3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            d_model=d_model,
+            dropout=dropout,
+            max_len=max_len,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            patience=patience,
+            seed=seed,
+            encoder="gru",
+            use_actions=False,
+            use_gaps=False,
+            use_metadata=False,
+            bottleneck=False,
+            history=False,
+        )
+
+
+def _pad_labels(w: Sequences, labels: np.ndarray, T: int) -> torch.Tensor:
+    """Per-event labels laid out like `pad_histories(w, T)` (left padding)."""
+    out = np.zeros((len(w), T), dtype=np.int64)
+    rows = w.row_of_events()
+    from_end = w.offsets[rows + 1] - 1 - np.arange(w.n_events)
+    keep = from_end < T
+    out[rows[keep], T - 1 - from_end[keep]] = labels[keep]
+    return torch.from_numpy(out)
+
+
+def _length_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Batches of similar length (little padding), in random order."""
+    order = np.argsort(lengths + rng.random(len(lengths)), kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _offdiag_corr(t: torch.Tensor) -> torch.Tensor:
+    """Mean squared off-diagonal correlation between traits across a batch."""
+    if t.shape[0] < 3:
+        return torch.zeros(())
+    z = (t - t.mean(0)) / (t.std(0) + 1e-4)
+    c = (z.T @ z) / (t.shape[0] - 1)
+    k = c.shape[0]
+    return ((c - torch.diag(torch.diag(c))) ** 2).sum() / (k * (k - 1))

@@ -1,0 +1,190 @@
+"""The funnel network, in one file: event tokens -> causal encoder -> k traits -> item scores.
+
+    token_t = gate[action_t] * item_vec(item_t) + action_emb + gap_emb + session_emb + pos_emb
+    h_t     = causal encoder(token_1..t)                       # transformer (or GRU)
+    traits  = sigmoid(W_trait h_t)                             # (k,) in [0, 1]: the profile
+    score_j = sum_k traits_k * load_jk + bias_j                # exact per-trait decomposition
+            + sum_{events e<=t on item j} w[action_e] * r[age_e]   # history (repeat) term
+
+`item_vec` adds category, brand and price-band embeddings to the item's own vector, so items with
+few events still land near similar items. `gate`, `w` and `r` are learned; nothing about how
+much an action matters is typed in. With `bottleneck=False` the score is a plain dot product
+h_t . item_vec_j (the SASRec head) - the ablation that measures what the traits cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+N_GAP_BUCKETS = 26  # 0 = first event / padding; then log2 buckets of seconds (~1 year max)
+N_AGE_BUCKETS = 8  # history age in events: 0, 1, 2, 3, 4-7, 8-15, 16-31, 32+
+
+
+@dataclass
+class FunnelNetConfig:
+    """Architecture. Saved beside the weights so a checkpoint rebuilds itself."""
+
+    n_items: int
+    n_actions: int
+    n_categories: int = 0
+    n_brands: int = 0
+    n_price_bands: int = 0
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    max_len: int = 50
+    n_traits: int = 16
+    encoder: str = "transformer"  # or "gru"
+    use_actions: bool = True
+    use_gaps: bool = True
+    use_metadata: bool = True
+    bottleneck: bool = True
+    history: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FunnelNet(nn.Module):
+    def __init__(self, cfg: FunnelNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)  # 0 = padding
+        self.cat_emb = nn.Embedding(cfg.n_categories + 1, d, padding_idx=0)
+        self.brand_emb = nn.Embedding(cfg.n_brands + 1, d, padding_idx=0)
+        self.price_emb = nn.Embedding(cfg.n_price_bands + 1, d, padding_idx=0)
+        self.action_emb = nn.Embedding(cfg.n_actions, d)
+        self.action_gate = nn.Parameter(torch.ones(cfg.n_actions))  # learned, signed
+        self.gap_emb = nn.Embedding(N_GAP_BUCKETS, d)
+        self.session_emb = nn.Embedding(2, d)  # 1 = first event of a session
+        self.pos_emb = nn.Embedding(cfg.max_len + 1, d)  # training windows hold max_len + 1
+        self.drop = nn.Dropout(cfg.dropout)
+        self.norm_in = nn.LayerNorm(d)
+        if cfg.encoder == "gru":
+            self.encoder: nn.Module = nn.GRU(d, d, num_layers=1, batch_first=True)
+        else:
+            layer = nn.TransformerEncoderLayer(
+                d,
+                cfg.n_heads,
+                dim_feedforward=4 * d,
+                dropout=cfg.dropout,
+                batch_first=True,
+                norm_first=True,
+                activation="gelu",
+            )
+            self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm_out = nn.LayerNorm(d)
+        if cfg.bottleneck:
+            self.to_traits = nn.Linear(d, cfg.n_traits)
+            self.to_loadings = nn.Linear(d, cfg.n_traits, bias=False)
+        self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        # Task 0 = next event, task 1 = next conversion (first target item of a later session).
+        self.task_emb = nn.Embedding(2, d)
+        # History term per task: signed weight per action type, positive weight per age bucket.
+        # Every action starts equal (weight 1): the data, not us, decides which count more.
+        self.history_action = nn.Parameter(torch.ones(2, cfg.n_actions))
+        self.history_age = nn.Parameter(torch.linspace(1.0, -2.0, N_AGE_BUCKETS).repeat(2, 1))
+        self.register_buffer("item_cat", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.apply(self._init)
+        # A learned temperature: traits live in [0, 1], so scores need room to grow.
+        self.logit_scale = nn.Parameter(torch.tensor(2.0))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def set_item_metadata(
+        self, cat: torch.Tensor, brand: torch.Tensor, price: torch.Tensor
+    ) -> None:
+        """Per-item codes, 1-based (0 = unknown), aligned with item ids (shifted by one)."""
+        pad = torch.zeros(1, dtype=torch.long)
+        self.item_cat.copy_(torch.cat([pad, cat.long()]))
+        self.item_brand.copy_(torch.cat([pad, brand.long()]))
+        self.item_price.copy_(torch.cat([pad, price.long()]))
+
+    def item_vectors(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Item representations (…, d); `ids` are 1-based (0 = padding). None = all items."""
+        if ids is None:
+            ids = torch.arange(1, self.cfg.n_items + 1, device=self.item_bias.device)
+        v = self.item_emb(ids)
+        if self.cfg.use_metadata:
+            v = (
+                v
+                + self.cat_emb(self.item_cat[ids])
+                + self.brand_emb(self.item_brand[ids])
+                + self.price_emb(self.item_price[ids])
+            )
+        return v
+
+    def encode(
+        self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor, starts: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0."""
+        T = items.shape[1]
+        pad = items == 0
+        x = self.item_vectors(items)  # (B, T, d)
+        if self.cfg.use_actions:
+            x = x * self.action_gate[actions].unsqueeze(-1) + self.action_emb(actions)
+        if self.cfg.use_gaps:
+            x = x + self.gap_emb(gaps) + self.session_emb(starts)
+        # Positions count from each history's first (kept) event: causal, and the same for an
+        # event whatever the padding of its batch.
+        n_pad = pad.sum(1, keepdim=True)
+        pos = (torch.arange(T, device=items.device).unsqueeze(0) - n_pad).clamp(min=0)
+        x = self.drop(self.norm_in(x + self.pos_emb(pos.clamp(max=self.cfg.max_len))))
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        if self.cfg.encoder == "gru":
+            h, _ = self.encoder(x)
+        else:
+            causal = torch.triu(torch.ones(T, T, dtype=torch.bool, device=items.device), 1)
+            # A fully padded prefix would make every key masked; left padding keeps the
+            # current position visible, so mask padding keys only.
+            h = self.encoder(x, mask=causal, src_key_padding_mask=pad)
+            h = torch.nan_to_num(h)
+        return self.norm_out(h)
+
+    def traits(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, d) states -> (…, k) traits in [0, 1]."""
+        return torch.sigmoid(self.to_traits(h))
+
+    def loadings(self) -> torch.Tensor:
+        """(n_items, k) how much each trait raises each item's score."""
+        return self.to_loadings(self.item_vectors())
+
+    def for_task(self, h: torch.Tensor, task: int) -> torch.Tensor:
+        """States specialised for a task (0 = next event, 1 = next conversion)."""
+        return h + self.task_emb.weight[task]
+
+    def history_scores(
+        self, items: torch.Tensor, actions: torch.Tensor, ages: torch.Tensor, task: int = 0
+    ) -> torch.Tensor:
+        """(N, T) history events (1-based items, age bucket per event) -> (N, n_items)."""
+        w = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
+        w = w.masked_fill(items == 0, 0.0)
+        out = torch.zeros(items.shape[0], self.cfg.n_items + 1, device=items.device)
+        out.scatter_add_(1, items, w)
+        return out[:, 1:]
+
+    def score(self, h: torch.Tensor, hist: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, d) states (+ (N, n_items) history term) -> (N, n_items) scores."""
+        if self.cfg.bottleneck:
+            s = self.logit_scale.exp() * (self.traits(h) @ self.loadings().T)
+        else:
+            s = h @ self.item_vectors().T
+        s = s + self.item_bias
+        if self.cfg.history and hist is not None:
+            s = s + hist
+        return s
