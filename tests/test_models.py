@@ -49,6 +49,16 @@ def test_contract_scores_and_topk(fitted, split) -> None:
     assert np.array_equal(model.score(ctx), scores), "scoring must be deterministic"
 
 
+def test_contract_batch_equals_alone(fitted, split) -> None:
+    """A history scores the same alone as inside a batch of histories of other lengths."""
+    _, model = fitted
+    ctx = split.test.contexts(split.full, slice(0, 30))
+    together = model.score(ctx)
+    for j in (0, 7, 29):
+        alone = model.score(ctx.select(np.array([j])))[0]
+        np.testing.assert_allclose(alone, together[j], rtol=1e-4, atol=1e-4)
+
+
 def test_contract_exclude_seen(fitted, split) -> None:
     _, model = fitted
     ctx = split.test.contexts(split.full, slice(0, 20))

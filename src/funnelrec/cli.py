@@ -345,5 +345,119 @@ def ingest(
     console.print(f"sequences written to {out}/", highlight=False)
 
 
+@app.command()
+def fit(
+    events: EventsArg,
+    out: Annotated[Path, typer.Option(help="Model folder (weights, config, histories).")],
+    traits: Annotated[int, typer.Option(help="Number of traits in the profile.")] = 16,
+    target: Annotated[str, typer.Option(help="purchase (next conversion) or any.")] = "purchase",
+    epochs: Annotated[int, typer.Option(help="Most epochs; early stopping on validation.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    layout: LayoutOpt = "auto",
+    map_: MapOpt = None,
+    action: ActionOpt = None,
+    strict: StrictOpt = False,
+    session_gap: GapOpt = 30.0,
+    max_history: MaxHistOpt = 0,
+    timestamp_unit: TsOpt = "auto",
+    delimiter: DelimOpt = None,
+) -> None:
+    """Fit the funnel model (leave-one-out split; early stopping on validation NDCG@10)."""
+    from rich.progress import Progress
+
+    from funnelrec.pipeline import fit_funnel
+    from funnelrec.sequences import load_sequences
+
+    try:
+        cfg = _ingest_config(
+            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        seqs, ingest_rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
+        _print_ingest(ingest_rep, seq_rep)
+        with Progress(console=console) as bar:
+            task = bar.add_task("training", total=epochs)
+
+            def show(r: dict) -> None:
+                bar.update(task, completed=r["epoch"])
+                console.print(
+                    f"epoch {r['epoch']:>3}  loss {r['loss']:.4f}  valid NDCG@10 "
+                    f"{r.get('valid_NDCG@10', float('nan')):.4f}  "
+                    f"{r['seconds']:.0f} s",
+                    highlight=False,
+                )
+
+            report = fit_funnel(
+                seqs, out, n_traits=traits, target=target, epochs=epochs, seed=seed, progress=show
+            )
+    except FunnelrecError as exc:
+        _fail(exc)
+    table = Table(title="learned action weights")
+    for col in ("action", "input gate", "history weight"):
+        table.add_column(col, justify="left" if col == "action" else "right")
+    for name, w in report["action_weights"].items():
+        table.add_row(name, f"{w['input_gate']:+.3f}", f"{w['history_weight']:+.3f}")
+    console.print(table)
+    m = report["test"]["metrics"]
+    console.print(
+        f"test ({report['split']['target']}, {report['split']['test_cases']:,} cases): "
+        f"HR@10 {m['HR@10']:.4f}  NDCG@10 {m['NDCG@10']:.4f}; best epoch "
+        f"{report['best_epoch']}; model written to {out}/",
+        highlight=False,
+    )
+
+
+@app.command()
+def profiles(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
+    out: Annotated[Path, typer.Option(help="CSV: customer_id, then one column per trait.")],
+    events: Annotated[
+        Path | None, typer.Option(help="More events to add before profiling.")
+    ] = None,
+) -> None:
+    """Write every customer's trait profile (values in [0, 1])."""
+    from funnelrec.pipeline import profiles_table, write_csv
+
+    try:
+        table = profiles_table(model_dir, events)
+    except FunnelrecError as exc:
+        _fail(exc)
+    write_csv(table.reset_index(), out)
+    console.print(
+        f"{len(table):,} profiles x {table.shape[1]} traits written to {out}", highlight=False
+    )
+
+
+@app.command()
+def recommend(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
+    customer: Annotated[str, typer.Option(help="Customer id.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Top-k items for a customer, with scores."""
+    from funnelrec.models import FunnelModel
+
+    try:
+        recs = FunnelModel.load(model_dir).recommend_for(customer, k=k)
+    except FunnelrecError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {"customer_id": customer, "items": recs.to_dict(orient="records")}, default=str
+            )
+            + "\n"
+        )
+        return
+    table = Table(title=f"recommendations for {customer}")
+    table.add_column("rank", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    for i, row in enumerate(recs.itertuples(), start=1):
+        table.add_row(str(i), str(row.item_id), f"{row.score:.3f}")
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover
     app()

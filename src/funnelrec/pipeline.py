@@ -140,3 +140,62 @@ def run_demo(
         "results": results,
         "seconds": time.perf_counter() - started,
     }
+
+
+def fit_funnel(
+    seqs: Sequences,
+    out: str | Path,
+    n_traits: int = 16,
+    target: str = "purchase",
+    epochs: int = 30,
+    seed: int = 0,
+    progress: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Fit `FunnelModel` on a leave-one-out split, score the test cases, save to `out`."""
+    from funnelrec.evaluate import evaluate
+    from funnelrec.models import FunnelModel
+
+    sp = make_split(seqs, SplitConfig(protocol="loo", target=target))
+    model = FunnelModel(n_traits=n_traits, epochs=epochs, seed=seed)
+    valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
+    model.fit(sp.train, valid=valid, progress=progress)
+    # The saved model keeps every customer's full history, so profiles and recommendations
+    # use all their events (the weights were learned on the training part only).
+    model.histories_, model._row_index = seqs, None
+    report = {
+        "split": sp.describe(),
+        "test": evaluate(model, sp) if len(sp.test) else {},
+        "best_epoch": model.best_epoch_,
+        "epochs": model.history_,
+        "action_weights": model.action_weights(),
+        "params": model.get_params(),
+    }
+    model.save(out)
+    write_json(report, Path(out) / "fit_report.json")
+    return report
+
+
+def profiles_table(model_dir: str | Path, events: str | Path | None = None) -> Any:
+    """Profiles of every known customer, after appending `events` (any supported layout)."""
+    from funnelrec.ingest import read_events
+    from funnelrec.models import FunnelModel
+
+    model = FunnelModel.load(model_dir)
+    if events is not None:
+        table = read_events(events)
+        df = table.df().rename(columns={"ts": "timestamp"})
+        table.con.close()
+        for cid, part in df.groupby("customer_id", sort=False):
+            model.update(str(cid), part[["customer_id", "item_id", "action", "timestamp"]])
+        base = model.profiles()
+        for cid, hist in model._live.items():  # customers touched by the new events
+            base.loc[cid] = model.profiles(hist).iloc[0].to_numpy()
+        return base
+    return model.profiles()
+
+
+def write_csv(df: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: df.to_csv(p, index=False))
+    return path

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.nn import functional as F
 
@@ -30,7 +31,7 @@ from funnelrec.models.windows import (
     training_windows,
 )
 from funnelrec.schema import FunnelrecError
-from funnelrec.sequences import Sequences, atomic_write
+from funnelrec.sequences import Sequences, atomic_write, encode_histories
 
 
 class FunnelModel(Recommender):
@@ -151,6 +152,7 @@ class FunnelModel(Recommender):
             torch.from_numpy(cat), torch.from_numpy(brand), torch.from_numpy(band)
         )
         self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
+        self.histories_, self._row_index = train, None
         windows, nxt, conv = training_windows(train, self.max_len, self.conversion_)
         if windows.n_events == 0:
             raise FunnelrecError("no customer has two or more training events to learn from")
@@ -319,14 +321,80 @@ class FunnelModel(Recommender):
         with torch.no_grad():
             return self.net_.score(h, hist).numpy()
 
-    def profiles(self, histories: Sequences) -> np.ndarray:
-        """(n, n_traits) trait values in [0, 1] at the end of each history."""
+    def trait_names(self) -> list[str]:
+        return [f"trait_{k + 1:02d}" for k in range(self.n_traits)]
+
+    def profiles(self, histories: Sequences | None = None) -> pd.DataFrame:
+        """Customer x trait DataFrame of values in [0, 1], at the end of each history.
+
+        Without `histories`: every customer the model was fitted on (with live updates).
+        """
         self._check_fitted()
         if not self.bottleneck:
             raise FunnelrecError("this model was fitted without the trait bottleneck")
-        h, _ = self._encode_last(histories)
+        histories = histories if histories is not None else self.histories_
+        out = []
+        for lo in range(0, len(histories), 2048):
+            h, _ = self._encode_last(
+                histories.select(np.arange(lo, min(lo + 2048, len(histories))))
+            )
+            with torch.no_grad():
+                out.append(self.net_.traits(h).numpy())
+        values = np.concatenate(out) if out else np.zeros((0, self.n_traits), np.float32)
+        ids = [
+            self.vocab_.customer_ids[c] if c >= 0 else f"new_{j}"
+            for j, c in enumerate(histories.customers)
+        ]
+        return pd.DataFrame(
+            values, index=pd.Index(ids, name="customer_id"), columns=self.trait_names()
+        )
+
+    def history_of(self, customer_id: str) -> Sequences:
+        """The stored history of a known customer (one row), including live updates."""
+        self._check_fitted()
+        row = self._rows.get(str(customer_id))
+        if row is None:
+            raise FunnelrecError(f"unknown customer '{customer_id}'; pass their events instead")
+        return self.histories_.select(np.array([row]))
+
+    def recommend_for(
+        self, customer: str | pd.DataFrame, k: int = 10, exclude_seen: bool = False
+    ) -> pd.DataFrame:
+        """Top-k for a known customer id or a raw-id history (canonical columns)."""
+        if isinstance(customer, pd.DataFrame):
+            hist, _ = encode_histories(self.vocab_, customer)
+        else:
+            hist = self.history_of(customer)
+        ids, scores = self.recommend(hist, k=k, exclude_seen=exclude_seen)
+        return pd.DataFrame({"item_id": self.vocab_.item_ids[ids[0]], "score": scores[0]})
+
+    def update(
+        self, customer_id: str, new_events: pd.DataFrame, k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Append events to a customer's history; return (profile, top-k item ids).
+
+        New customers start an empty history. Only the last `history_len` events are kept.
+        """
+        self._check_fitted()
+        new, _ = encode_histories(self.vocab_, new_events.assign(customer_id=str(customer_id)))
+        key = str(customer_id)
+        row = self._rows.get(key)
+        old = self._live.get(key)
+        if old is None:
+            old = self.histories_.select(np.array([row])) if row is not None else None
+        merged = new if old is None else _concat_one(old, new)
+        keep = min(merged.n_events, max(self.history_len, self.max_len))
+        merged = merged.prefix(np.array([0]), np.array([merged.n_events]))
+        if merged.n_events > keep:
+            merged = _tail(merged, keep)
+        self._live[key] = merged
+        h, hist = self._encode_last(merged)
         with torch.no_grad():
-            return self.net_.traits(h).numpy()
+            scores = self.net_.score(h, hist).numpy()[0]
+            profile = self.net_.traits(h).numpy()[0] if self.bottleneck else np.zeros(0)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return profile, top
 
     def action_weights(self) -> dict[str, dict[str, float]]:
         """Learned importance of each action type: input gate and history-term weight."""
@@ -338,9 +406,19 @@ class FunnelModel(Recommender):
             for i, name in enumerate(self.vocab_.action_names)
         }
 
+    @property
+    def _rows(self) -> dict[str, int]:
+        if getattr(self, "_row_index", None) is None:
+            cids = self.histories_.customers
+            self._row_index = {
+                str(self.vocab_.customer_ids[c]): r for r, c in enumerate(cids) if c >= 0
+            }
+            self._live: dict[str, Sequences] = {}
+        return self._row_index
+
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:
-        """Weights (safetensors), config and hyperparameters (JSON); no pickle."""
+        """Weights (safetensors), config (JSON) and the histories with id maps; no pickle."""
         from safetensors.torch import save_file
 
         self._check_fitted()
@@ -361,27 +439,70 @@ class FunnelModel(Recommender):
             directory / "model.json",
             lambda p: Path(p).write_text(json.dumps(meta, indent=2, default=list)),
         )
+        self.histories_.save(directory / "histories")
 
     @classmethod
-    def load(cls, directory: str | Path, vocab) -> FunnelModel:
-        """Rebuild a model saved with `save` (its vocabulary comes from the sequences)."""
+    def load(cls, directory: str | Path) -> FunnelModel:
+        """Rebuild a model saved with `save`. Reads safetensors and JSON only."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        meta = json.loads((directory / "model.json").read_text())
+        try:
+            meta = json.loads((directory / "model.json").read_text())
+            state = load_file(str(directory / "model.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise FunnelrecError(f"cannot load a model from {directory}: {exc}") from exc
         params = meta["params"]
         params["drop_actions"] = tuple(params.get("drop_actions", ()))
-        model = cls(**params)
-        state = load_file(str(directory / "model.safetensors"))
+        model = FunnelModel(**params)
         model.log_q_ = state.pop("log_q")
         model.net_ = FunnelNet(FunnelNetConfig(**meta["net"]))
         model.net_.load_state_dict(state)
         model.net_.eval()
-        model.vocab_, model.n_items_ = vocab, vocab.n_items
+        model.histories_ = Sequences.load(directory / "histories")
+        model.vocab_ = model.histories_.vocab
+        model.n_items_ = model.vocab_.n_items
         model.target_actions_ = tuple(meta["target_actions"])
         model.conversion_ = meta["conversion"]
         model.best_epoch_, model.history_ = meta["best_epoch"], meta["history"]
         return model
+
+
+def _concat_one(a: Sequences, b: Sequences) -> Sequences:
+    """One history followed by another (both single rows)."""
+    gaps = b.gaps.copy()
+    if a.n_events and b.n_events:
+        gaps[0] = max(float(b.timestamps[0] - a.timestamps[-1]), 0.0)
+    sessions = b.sessions + (
+        a.sessions[-1] + (1 if len(gaps) and gaps[0] > 1800 else 0) if a.n_events else 0
+    )
+    return Sequences(
+        offsets=np.array([0, a.n_events + b.n_events]),
+        customers=a.customers[:1],
+        items=np.concatenate([a.items, b.items]),
+        actions=np.concatenate([a.actions, b.actions]),
+        timestamps=np.concatenate([a.timestamps, b.timestamps]),
+        gaps=np.concatenate([a.gaps, gaps]),
+        sessions=np.concatenate([a.sessions, sessions]),
+        vocab=a.vocab,
+        target_actions=a.target_actions,
+    )
+
+
+def _tail(seqs: Sequences, keep: int) -> Sequences:
+    """The last `keep` events of a single-row history."""
+    sl = slice(seqs.n_events - keep, seqs.n_events)
+    return Sequences(
+        offsets=np.array([0, keep]),
+        customers=seqs.customers,
+        items=seqs.items[sl],
+        actions=seqs.actions[sl],
+        timestamps=seqs.timestamps[sl],
+        gaps=seqs.gaps[sl],
+        sessions=seqs.sessions[sl] - seqs.sessions[sl][0],
+        vocab=seqs.vocab,
+        target_actions=seqs.target_actions,
+    )
 
 
 class SASRec(FunnelModel):

@@ -147,14 +147,33 @@ class FunnelNet(nn.Module):
         x = self.drop(self.norm_in(x + self.pos_emb(pos.clamp(max=self.cfg.max_len))))
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         if self.cfg.encoder == "gru":
-            h, _ = self.encoder(x)
+            h = self._gru(x, n_pad.squeeze(1))
         else:
-            causal = torch.triu(torch.ones(T, T, dtype=torch.bool, device=items.device), 1)
-            # A fully padded prefix would make every key masked; left padding keeps the
-            # current position visible, so mask padding keys only.
-            h = self.encoder(x, mask=causal, src_key_padding_mask=pad)
-            h = torch.nan_to_num(h)
+            # One explicit mask (True = blocked): causal, and no attention to padding keys.
+            # A padding query may see itself, so no row is fully blocked (no NaN). Passing
+            # a key-padding mask instead lets PyTorch's inference fast path treat rows
+            # differently in batches than alone.
+            T_ = torch.arange(T, device=items.device)
+            causal = T_[None, :] > T_[:, None]  # (T, T)
+            blocked = causal[None] | pad[:, None, :]  # (B, T, T)
+            blocked = blocked & ~torch.eye(T, dtype=torch.bool, device=items.device)[None]
+            mask = blocked.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, T, T)
+            h = self.encoder(x, mask=mask)
         return self.norm_out(h)
+
+    def _gru(self, x: torch.Tensor, n_pad: torch.Tensor) -> torch.Tensor:
+        """Run the GRU on real events only: shift them to the front, pack, shift back."""
+        T = x.shape[1]
+        t = torch.arange(T, device=x.device)[None, :]
+        front = ((t + n_pad[:, None]) % T).unsqueeze(-1).expand_as(x)
+        lengths = (T - n_pad).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x.gather(1, front), lengths, batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.encoder(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+        back = ((t - n_pad[:, None]) % T).unsqueeze(-1).expand_as(out)
+        return out.gather(1, back)
 
     def traits(self, h: torch.Tensor) -> torch.Tensor:
         """(…, d) states -> (…, k) traits in [0, 1]."""
