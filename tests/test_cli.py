@@ -142,3 +142,28 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     ):
         assert (out / name).exists(), name
     assert "Outputs in" in res.output
+
+
+def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    res = runner.invoke(
+        app, ["fit", str(funnel_csv), "--out", str(model_dir), "--traits", "6", "--epochs", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "learned action weights" in res.output and "remove_cart" in res.output
+    report = json.loads((model_dir / "fit_report.json").read_text())
+    assert report["split"]["target"] == "purchase" and len(report["epochs"]) >= 1
+    prof = tmp_path / "profiles.csv"
+    res = runner.invoke(app, ["profiles", str(model_dir), "--out", str(prof)])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(prof)
+    assert table.columns[0] == "customer_id" and table.shape[1] == 7
+    assert table.iloc[:, 1:].apply(lambda c: c.between(0, 1).all()).all()
+    cid = str(table["customer_id"].iloc[0])
+    res = runner.invoke(app, ["recommend", str(model_dir), "--customer", cid, "-k", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["items"]) == 4
+    res = runner.invoke(app, ["recommend", str(model_dir), "--customer", "nobody"])
+    assert res.exit_code == 2 and "unknown customer" in res.output

@@ -242,28 +242,29 @@ class FunnelModel(Recommender):
             hist = None
             if self.history:
                 hi, ha, hg = history_at(sub, r, c)
-                hist = net.history_scores(hi, ha, hg, task)
+                hist = net.history_weights(hi, ha, hg, task)
             ht = net.for_task(h[r, c], task)
-            scores = self._train_scores(net, ht, hist, target)
-            sampled = scores.shape[1] != self.n_items_
-            loss = loss + F.cross_entropy(scores, torch.zeros_like(target) if sampled else target)
+            logits, labels_ = self._train_logits(net, ht, hist, target)
+            loss = loss + F.cross_entropy(logits, labels_)
             if self.bottleneck:
                 tr = net.traits(ht)
                 loss = loss + self.sparsity * tr.mean() + self.decorrelation * _offdiag_corr(tr)
         return loss
 
-    def _train_scores(
-        self, net: FunnelNet, h: torch.Tensor, hist: torch.Tensor | None, target: torch.Tensor
-    ) -> torch.Tensor:
-        scores = net.score(h, hist)
+    def _train_logits(
+        self, net: FunnelNet, h: torch.Tensor, hist: tuple | None, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels: full softmax, or sampled softmax with log-Q correction.
+
+        The sampled version scores the batch's targets plus popularity-sampled negatives and
+        subtracts log q(item), so the expected gradient matches the full softmax.
+        """
         if self.n_items_ <= self.full_softmax_max_items:
-            return scores
-        # Sampled softmax with log-Q correction: positive first, shared popularity negatives.
+            return net.score(h, hist), target
         neg = torch.multinomial(self.log_q_.exp(), self.n_negatives, replacement=True)
-        pos = scores.gather(1, target[:, None]) - self.log_q_[target][:, None]
-        negs = scores[:, neg] - self.log_q_[neg]
-        negs = negs.masked_fill(neg[None, :] == target[:, None], -1e9)
-        return torch.cat([pos, negs], dim=1)
+        cols, inverse = torch.unique(torch.cat([target, neg]), return_inverse=True)
+        logits = net.score(h, hist, cols=cols) - self.log_q_[cols]
+        return logits, inverse[: len(target)]
 
     def _valid_ndcg(self, contexts: Sequences, targets: np.ndarray) -> float:
         ranks = []
@@ -313,7 +314,7 @@ class FunnelModel(Recommender):
             T = long_batch.items.shape[1]
             r = torch.arange(len(h_seqs))
             hi, ha, hg = history_at(long_batch, r, torch.full((len(r),), T - 1))
-            hist = net.history_scores(hi, ha, hg, task)
+            hist = net.history_weights(hi, ha, hg, task)
         return h, hist
 
     def _score(self, histories: Sequences) -> np.ndarray:

@@ -187,23 +187,50 @@ class FunnelNet(nn.Module):
         """States specialised for a task (0 = next event, 1 = next conversion)."""
         return h + self.task_emb.weight[task]
 
-    def history_scores(
+    def history_weights(
         self, items: torch.Tensor, actions: torch.Tensor, ages: torch.Tensor, task: int = 0
-    ) -> torch.Tensor:
-        """(N, T) history events (1-based items, age bucket per event) -> (N, n_items)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, T) history events -> (0-based items, weights), weight 0 at padding.
+
+        Each event adds w[action] * softplus(r[age]) to its item's score, so the term for an
+        item is the sum over its events in the history: action type x recency x count.
+        """
         w = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
         w = w.masked_fill(items == 0, 0.0)
-        out = torch.zeros(items.shape[0], self.cfg.n_items + 1, device=items.device)
-        out.scatter_add_(1, items, w)
-        return out[:, 1:]
+        return (items - 1).clamp(min=0), w
 
-    def score(self, h: torch.Tensor, hist: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, d) states (+ (N, n_items) history term) -> (N, n_items) scores."""
-        if self.cfg.bottleneck:
-            s = self.logit_scale.exp() * (self.traits(h) @ self.loadings().T)
+    def score(
+        self,
+        h: torch.Tensor,
+        hist: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cols: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(N, d) states (+ history events) -> (N, n_items) scores, or (N, C) for `cols`.
+
+        `cols` (C,) restricts scoring to a few items (sampled softmax on big catalogues)
+        without ever building the (N, n_items) matrix.
+        """
+        if cols is None:
+            vecs = self.item_vectors()
+            bias = self.item_bias
         else:
-            s = h @ self.item_vectors().T
-        s = s + self.item_bias
+            vecs = self.item_vectors(cols + 1)
+            bias = self.item_bias[cols]
+        if self.cfg.bottleneck:
+            s = self.logit_scale.exp() * (self.traits(h) @ self.to_loadings(vecs).T)
+        else:
+            s = h @ vecs.T
+        s = s + bias
         if self.cfg.history and hist is not None:
-            s = s + hist
+            idx, w = hist
+            if cols is None:
+                s = s.scatter_add(1, idx, w)
+            else:
+                # Map history items onto the scored columns (first match), others dropped.
+                where = torch.full((self.cfg.n_items,), -1, dtype=torch.long, device=s.device)
+                where[cols.flip(0)] = torch.arange(len(cols) - 1, -1, -1, device=s.device)
+                pos = where[idx]
+                extra = torch.zeros(s.shape[0], len(cols) + 1, device=s.device)
+                extra = extra.scatter_add(1, torch.where(pos >= 0, pos, len(cols)), w)
+                s = s + extra[:, :-1]
         return s

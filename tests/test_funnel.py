@@ -1,0 +1,102 @@
+"""The funnel model: profiles, updates, persistence, determinism, learned action weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from funnelrec.config import SplitConfig
+from funnelrec.evaluate import evaluate, make_split
+from funnelrec.models import FunnelModel
+from funnelrec.sequences import Sequences
+
+
+@pytest.fixture(scope="module")
+def split(seqs: Sequences):
+    return make_split(seqs, SplitConfig(protocol="loo", target="purchase"))
+
+
+@pytest.fixture(scope="module")
+def model(split) -> FunnelModel:
+    valid = (split.valid.contexts(split.full), split.valid.targets)
+    return FunnelModel(n_traits=8, epochs=3, seed=1).fit(split.train, valid=valid)
+
+
+def test_profiles_are_traits_in_unit_interval(model: FunnelModel, split) -> None:
+    prof = model.profiles()
+    assert prof.shape == (len(split.train), 8)
+    assert prof.index.name == "customer_id"
+    assert list(prof.columns) == [f"trait_{k:02d}" for k in range(1, 9)]
+    assert ((prof.to_numpy() >= 0) & (prof.to_numpy() <= 1)).all()
+    assert prof.std().min() > 0  # traits vary across customers
+
+
+def test_action_weights_cover_every_action(model: FunnelModel, split) -> None:
+    w = model.action_weights()
+    assert set(w) == set(split.full.vocab.action_names)
+    assert all(
+        np.isfinite(v["input_gate"]) and np.isfinite(v["history_weight"]) for v in w.values()
+    )
+
+
+def test_save_load_gives_identical_scores(model: FunnelModel, split, tmp_path: Path) -> None:
+    model.save(tmp_path / "m")
+    names = sorted(p.name for p in (tmp_path / "m").rglob("*") if p.is_file())
+    assert all(n.endswith((".safetensors", ".json")) for n in names), names
+    back = FunnelModel.load(tmp_path / "m")
+    ctx = split.test.contexts(split.full, slice(0, 50))
+    np.testing.assert_allclose(back.score(ctx), model.score(ctx), rtol=1e-5, atol=1e-5)
+    pd.testing.assert_frame_equal(back.profiles(), model.profiles())
+
+
+def test_same_seed_same_metrics(split) -> None:
+    a = FunnelModel(n_traits=4, epochs=2, seed=3).fit(split.train)
+    b = FunnelModel(n_traits=4, epochs=2, seed=3).fit(split.train)
+    ma, mb = evaluate(a, split)["metrics"], evaluate(b, split)["metrics"]
+    assert round(ma["NDCG@10"], 4) == round(mb["NDCG@10"], 4)
+    assert round(ma["HR@10"], 4) == round(mb["HR@10"], 4)
+
+
+def test_update_known_and_new_customer(model: FunnelModel, split) -> None:
+    cid = str(split.full.vocab.customer_ids[0])
+    item = str(split.full.vocab.item_ids[5])
+    before = model.profiles().loc[cid].to_numpy()
+    ev = pd.DataFrame(
+        {
+            "item_id": [item] * 3,
+            "action": ["view", "add_cart", "purchase"],
+            "timestamp": [2e9, 2e9 + 10, 2e9 + 20],
+        }
+    )
+    profile, top = model.update(cid, ev, k=10)
+    assert profile.shape == (8,) and top.shape == (10,)
+    assert not np.allclose(profile, before)
+    assert model._live[cid].n_events >= 3
+    p_new, top_new = model.update("brand-new", ev.head(1), k=5)
+    assert p_new.shape == (8,) and len(top_new) == 5
+
+
+def test_recommend_for_raw_history(model: FunnelModel, split) -> None:
+    items = [str(i) for i in split.full.vocab.item_ids[:3]]
+    raw = pd.DataFrame({"customer_id": "x", "item_id": items, "action": "view"})
+    recs = model.recommend_for(raw, k=5)
+    assert list(recs.columns) == ["item_id", "score"] and len(recs) == 5
+    assert recs["score"].is_monotonic_decreasing
+
+
+def test_sampled_softmax_path_trains(split) -> None:
+    m = FunnelModel(n_traits=4, epochs=1, full_softmax_max_items=10, n_negatives=64)
+    m.fit(split.train)
+    assert np.isfinite(m.history_[0]["loss"])
+    assert m.score(split.test.contexts(split.full, slice(0, 5))).shape[1] == split.full.n_items
+
+
+def test_drop_actions_ablation_ignores_removals(model: FunnelModel, split) -> None:
+    ablated = FunnelModel(n_traits=4, epochs=1, drop_actions=("remove_cart",)).fit(split.train)
+    ctx = split.test.contexts(split.full, slice(0, 20))
+    removed = ablated._drop(ctx)
+    assert removed.n_events < ctx.n_events
+    assert not np.isin(removed.actions, [split.full.vocab.action_index("remove_cart")]).any()
