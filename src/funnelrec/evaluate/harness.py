@@ -26,6 +26,7 @@ def evaluate(
     mask_history: bool = False,
     batch_size: int = 512,
     seed: int = 0,
+    keep_ranks: bool = False,
 ) -> dict[str, Any]:
     """Rank every item for each case of `split.valid` or `split.test` and summarise.
 
@@ -55,7 +56,9 @@ def evaluate(
         sel = buckets == name
         if sel.any():
             by_bucket[name] = {"n": int(sel.sum()), **ranking_metrics(ranks[sel], (10,))}
+    extra = {"ranks": ranks} if keep_ranks else {}
     return {
+        **extra,
         "n": len(cases),
         "metrics": metrics,
         "by_history_length": by_bucket,
@@ -89,6 +92,24 @@ def compare(
             entry[part] = evaluate(model, split, part=part, mask_history=mask_history)
         out[name] = entry
     return out
+
+
+def bootstrap_ci(
+    ranks: np.ndarray, metric: str = "NDCG@10", n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile bootstrap interval of a metric over evaluation cases."""
+    rng = np.random.default_rng(seed)
+    k = int(metric.split("@")[1]) if "@" in metric else None
+    r = np.asarray(ranks, dtype=np.float64)
+    if k is None:
+        per_case = 1.0 / (r + 1.0)
+    elif metric.startswith("NDCG"):
+        per_case = np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+    else:
+        per_case = (r < k).astype(np.float64)
+    idx = rng.integers(0, len(r), size=(n_boot, len(r)))
+    means = per_case[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def _jsonable(params: dict) -> dict:

@@ -84,7 +84,7 @@ class FunnelModel(Recommender):
         history_len: int = 200,
         full_softmax_max_items: int = 50_000,
         n_negatives: int = 8192,
-        scalar_lr: float = 0.03,
+        scalar_lr: float = 0.1,
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -163,7 +163,7 @@ class FunnelModel(Recommender):
         self.log_q_ = torch.from_numpy(np.log(counts / counts.sum())).float()
         # The few scalar weights (action gates, history weights, temperature) get a larger
         # step: with a few hundred steps per fit they would otherwise barely leave their init.
-        scalars = {"action_gate", "history_action", "history_age", "logit_scale"}
+        scalars = {"action_gate", "history_action", "history_age", "history_count", "logit_scale"}
         named = list(net.named_parameters())
         opt = torch.optim.AdamW(
             [

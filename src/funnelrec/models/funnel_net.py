@@ -89,6 +89,7 @@ class FunnelNet(nn.Module):
         # History term per task: signed weight per action type, positive weight per age bucket.
         # Every action starts equal (weight 1): the data, not us, decides which count more.
         self.history_action = nn.Parameter(torch.ones(2, cfg.n_actions))
+        self.history_count = nn.Parameter(torch.zeros(2, cfg.n_actions))
         self.history_age = nn.Parameter(torch.linspace(1.0, -2.0, N_AGE_BUCKETS).repeat(2, 1))
         self.register_buffer("item_cat", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
@@ -195,8 +196,17 @@ class FunnelNet(nn.Module):
         Each event adds w[action] * softplus(r[age]) to its item's score, so the term for an
         item is the sum over its events in the history: action type x recency x count.
         """
-        w = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
-        w = w.masked_fill(items == 0, 0.0)
+        # Per (item, action) pair: the recency of its latest event plus a saturating count,
+        # so ten views do not simply outweigh one purchase ten times over.
+        key = items * self.cfg.n_actions + actions
+        real = items > 0
+        same = (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
+        count = same.sum(-1).clamp(min=1).float()
+        pos = torch.arange(items.shape[1], device=items.device)
+        latest = ~(same & (pos[None, None, :] > pos[None, :, None])).any(-1)
+        recency = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
+        counted = self.history_count[task][actions] * torch.log1p(count)
+        w = torch.where(latest & real, recency + counted, torch.zeros_like(recency))
         return (items - 1).clamp(min=0), w
 
     def score(

@@ -1,0 +1,144 @@
+"""The funnel model against item-only SASRec, GRU4Rec, every baseline and its own ablations.
+
+Why: issue 3's figures (docs/benchmarks.md) - quality with bootstrap intervals on funnel data,
+Beauty under the published protocol, training time to the best validation epoch, and the
+latency of `update()`.
+
+    python -m benchmarks.funnel --only generator,taobao,jdata --out benchmarks/results/funnel.json
+    python -m benchmarks.funnel --only beauty --models funnel,sasrec
+    python -m benchmarks.funnel --latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from funnelrec.config import SplitConfig
+from funnelrec.evaluate import bootstrap_ci, evaluate, make_split
+from funnelrec.models import MODELS, FunnelModel
+from funnelrec.sequences import load_sequences
+
+from .baselines import DEFAULT_DATA, ROOT, datasets
+
+ABLATIONS = {
+    "funnel_no_actions": partial(FunnelModel, use_actions=False),
+    "funnel_no_gaps": partial(FunnelModel, use_gaps=False),
+    "funnel_no_removals": partial(FunnelModel, drop_actions=("remove_cart",)),
+    "funnel_no_bottleneck": partial(FunnelModel, bottleneck=False),
+}
+# Amazon review sets are scored like the published numbers: history items excluded.
+MASKED = {"beauty", "sports", "toys", "video_games"}
+
+
+def run_dataset(name: str, source, targets: list[str], models: list[str]) -> dict:
+    seqs = load_sequences(source() if callable(source) else source)[0]
+    out = {}
+    for target in targets:
+        sp = make_split(seqs, SplitConfig(protocol="loo", target=target))
+        valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
+        rows = {}
+        for m in models:
+            make = ABLATIONS.get(m) or MODELS[m]
+            model = make()
+            started = time.perf_counter()
+            if isinstance(model, FunnelModel):
+                model.fit(sp.train, valid=valid)
+            else:
+                model.fit(sp.train)
+            fit_s = time.perf_counter() - started
+            res = evaluate(model, sp, mask_history=name in MASKED, keep_ranks=True)
+            lo, hi = bootstrap_ci(res["ranks"])
+            row = {**res["metrics"], "NDCG@10_ci95": [lo, hi], "fit_seconds": fit_s}
+            if isinstance(model, FunnelModel):
+                best = model.best_epoch_
+                row["best_epoch"] = best
+                row["seconds_to_best_epoch"] = model.history_[best - 1]["seconds"]
+                row["epochs_run"] = len(model.history_)
+                if m == "funnel":
+                    row["action_weights"] = model.action_weights()
+            rows[m] = row
+            print(
+                f"{name}/{sp.target} {m}: NDCG@10 {row['NDCG@10']:.4f} "
+                f"[{lo:.4f}, {hi:.4f}] HR@10 {row['HR@10']:.4f} fit {fit_s:.0f}s",
+                flush=True,
+            )
+        out[f"{name}/{sp.target}"] = {
+            "split": sp.describe(),
+            "masked": name in MASKED,
+            "models": rows,
+        }
+    return out
+
+
+def latency(n_updates: int = 10_000) -> dict:
+    """p50 / p99 of `update()` (one customer, one event) on a model fitted to generated data."""
+    from funnelrec.datasets import generate_funnel
+
+    data = generate_funnel(n_customers=2000, seed=0)
+    seqs = load_sequences(data.events)[0]
+    sp = make_split(seqs, SplitConfig(target="purchase"))
+    model = FunnelModel(epochs=2).fit(sp.train)
+    rng = np.random.default_rng(0)
+    items = seqs.vocab.item_ids
+    customers = seqs.vocab.customer_ids
+    actions = np.array(["view", "add_cart", "remove_cart", "purchase"])
+    times = np.empty(n_updates)
+    t0 = 2.0e9
+    for i in range(n_updates):
+        ev = pd.DataFrame(
+            {
+                "item_id": [items[rng.integers(len(items))]],
+                "action": [actions[rng.integers(4)]],
+                "timestamp": [t0 + i],
+            }
+        )
+        cid = str(customers[rng.integers(len(customers))])
+        started = time.perf_counter()
+        model.update(cid, ev, k=10)
+        times[i] = (time.perf_counter() - started) * 1000
+    return {
+        "n_updates": n_updates,
+        "n_items": int(seqs.n_items),
+        "history_len": model.history_len,
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "mean_ms": float(times.mean()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--only", default="generator,taobao,jdata")
+    ap.add_argument(
+        "--models",
+        default="funnel,sasrec,gru4rec,pop,recent_items,repeat,"
+        "itemknn,markov,als,bpr,funnel_no_actions,funnel_no_gaps,"
+        "funnel_no_removals,funnel_no_bottleneck",
+    )
+    ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "funnel.json")
+    args = ap.parse_args()
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.latency:
+        results["update_latency"] = latency()
+        print(results["update_latency"])
+    else:
+        only = [s for s in args.only.split(",") if s]
+        models = [m for m in args.models.split(",") if m]
+        for name, (source, targets) in datasets(args.data).items():
+            if name in only:
+                results.update(run_dataset(name, source, targets[:1], models))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
