@@ -49,7 +49,7 @@ def run_dataset(name: str, source, targets: list[str], models: list[str]) -> dic
             model = make()
             started = time.perf_counter()
             if isinstance(model, FunnelModel):
-                model.fit(sp.train, valid=valid)
+                model.fit(sp.train, valid=valid, mask_history=name in MASKED)
             else:
                 model.fit(sp.train)
             fit_s = time.perf_counter() - started

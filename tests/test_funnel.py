@@ -100,3 +100,55 @@ def test_drop_actions_ablation_ignores_removals(model: FunnelModel, split) -> No
     removed = ablated._drop(ctx)
     assert removed.n_events < ctx.n_events
     assert not np.isin(removed.actions, [split.full.vocab.action_index("remove_cart")]).any()
+
+
+def test_score_decomposes_exactly(model: FunnelModel, split) -> None:
+    ctx = split.test.contexts(split.full, slice(0, 5))
+    scores = model.score(ctx)
+    for j in range(5):
+        one = ctx.select(np.array([j]))
+        for item in (int(np.argmax(scores[j])), 3):
+            d = model.decompose(one, item)
+            total = d["bias"] + d["traits"].sum() + d["events"][["repeat", "neighbour"]].sum().sum()
+            assert total == pytest.approx(d["score"], abs=1e-3)
+            assert d["score"] == pytest.approx(float(scores[j, item]), abs=1e-3)
+
+
+def test_removed_item_is_not_pushed_back(model: FunnelModel, split) -> None:
+    """On data where removals precede substitutes, a removal lowers the removed item."""
+    vocab = split.full.vocab
+    lowered = 0
+    items = [str(i) for i in vocab.item_ids[:40]]
+    for item in items:
+        carted = pd.DataFrame(
+            {
+                "customer_id": "x",
+                "item_id": [item, item],
+                "action": ["view", "add_cart"],
+                "timestamp": [1e9, 1e9 + 30],
+            }
+        )
+        removed = pd.concat(
+            [
+                carted,
+                pd.DataFrame(
+                    {
+                        "customer_id": ["x"],
+                        "item_id": [item],
+                        "action": ["remove_cart"],
+                        "timestamp": [1e9 + 60],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
+        a = model.recommend_for(carted, k=vocab.n_items).set_index("item_id")["score"]
+        b = model.recommend_for(removed, k=vocab.n_items).set_index("item_id")["score"]
+        lowered += b.rank(ascending=False)[item] > a.rank(ascending=False)[item]
+    assert lowered >= 0.8 * len(items), f"removal lowered the item in {lowered}/{len(items)}"
+
+
+def test_fit_accepts_raw_events(funnel) -> None:
+    m = FunnelModel(n_traits=4, epochs=1).fit(funnel.events.head(3000))
+    prof = m.profiles()
+    assert prof.shape[1] == 4 and len(prof) == funnel.events.head(3000)["customer_id"].nunique()

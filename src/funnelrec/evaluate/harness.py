@@ -81,9 +81,13 @@ def compare(
             progress(name)
         model = make()
         started = time.perf_counter()
-        if "valid" in inspect.signature(model.fit).parameters and len(split.valid):
-            # Models that early-stop get the validation cases (never the test cases).
-            model.fit(split.train, valid=(split.valid.contexts(split.full), split.valid.targets))
+        params = inspect.signature(model.fit).parameters
+        if "valid" in params and len(split.valid):
+            # Models that early-stop get the validation cases (never the test cases),
+            # scored under the same protocol as the test.
+            extra = {"mask_history": mask_history} if "mask_history" in params else {}
+            valid = (split.valid.contexts(split.full), split.valid.targets)
+            model.fit(split.train, valid=valid, **extra)
         else:
             model.fit(split.train)
         fit_s = time.perf_counter() - started

@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
 from funnelrec.models.base import Recommender
 from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
 from funnelrec.models.windows import (
@@ -30,8 +29,8 @@ from funnelrec.models.windows import (
     pad_histories,
     training_windows,
 )
-from funnelrec.schema import FunnelrecError
-from funnelrec.sequences import Sequences, atomic_write, encode_histories
+from funnelrec.schema import PURCHASE, FunnelrecError
+from funnelrec.sequences import Sequences, atomic_write, encode_histories, load_sequences
 
 
 class FunnelModel(Recommender):
@@ -73,6 +72,7 @@ class FunnelModel(Recommender):
         use_metadata: bool = True,
         bottleneck: bool = True,
         history: bool = True,
+        neighbours: bool = True,
         drop_actions: tuple[str, ...] = (),
         epochs: int = 30,
         batch_size: int = 128,
@@ -99,6 +99,7 @@ class FunnelModel(Recommender):
         self.use_metadata = use_metadata
         self.bottleneck = bottleneck
         self.history = history
+        self.neighbours = neighbours
         self.drop_actions = tuple(drop_actions)
         self.epochs = epochs
         self.batch_size = batch_size
@@ -116,11 +117,23 @@ class FunnelModel(Recommender):
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
-        train: Sequences,
+        train: Sequences | pd.DataFrame | str | Path,
         valid: tuple[Sequences, np.ndarray] | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
+        mask_history: bool = False,
     ) -> Self:
-        """Learn from `train`; `valid` = (contexts, target items) enables early stopping."""
+        """Learn from `train`; `valid` = (contexts, target items) enables early stopping.
+
+        `train` may also be raw events (a DataFrame or a file in any supported layout); then
+        every event is learned from, with the purchase target.
+
+        `mask_history` scores validation the way the test will be scored when history items
+        are excluded from rankings (model selection must match the protocol).
+        """
+        if not isinstance(train, Sequences):
+            train = load_sequences(train)[0]
+            has_buys = bool((train.actions == PURCHASE).any())
+            train.target_actions = (PURCHASE,) if has_buys else tuple(range(train.vocab.n_actions))
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         train = self._drop(train)
@@ -146,6 +159,7 @@ class FunnelModel(Recommender):
             use_metadata=self.use_metadata,
             bottleneck=self.bottleneck,
             history=self.history,
+            neighbours=self.neighbours,
         )
         net = FunnelNet(cfg)
         net.set_item_metadata(
@@ -163,7 +177,15 @@ class FunnelModel(Recommender):
         self.log_q_ = torch.from_numpy(np.log(counts / counts.sum())).float()
         # The few scalar weights (action gates, history weights, temperature) get a larger
         # step: with a few hundred steps per fit they would otherwise barely leave their init.
-        scalars = {"action_gate", "history_action", "history_age", "history_count", "logit_scale"}
+        scalars = {
+            "action_gate",
+            "history_action",
+            "history_age",
+            "history_count",
+            "logit_scale",
+            "neigh_action",
+            "neigh_age",
+        }
         named = list(net.named_parameters())
         opt = torch.optim.AdamW(
             [
@@ -198,7 +220,7 @@ class FunnelModel(Recommender):
                 "seconds": time.perf_counter() - started,
             }
             if valid is not None and len(valid[1]):
-                record["valid_NDCG@10"] = self._valid_ndcg(*valid)
+                record["valid_NDCG@10"] = self._valid_ndcg(*valid, mask_history=mask_history)
                 if record["valid_NDCG@10"] > best:
                     best, bad = record["valid_NDCG@10"], 0
                     best_state = copy.deepcopy(net.state_dict())
@@ -240,7 +262,7 @@ class FunnelModel(Recommender):
                 continue
             target = labels[r, c] - 1
             hist = None
-            if self.history:
+            if self.history or self.neighbours:
                 hi, ha, hg = history_at(sub, r, c)
                 hist = net.history_weights(hi, ha, hg, task)
             ht = net.for_task(h[r, c], task)
@@ -266,14 +288,24 @@ class FunnelModel(Recommender):
         logits = net.score(h, hist, cols=cols) - self.log_q_[cols]
         return logits, inverse[: len(target)]
 
-    def _valid_ndcg(self, contexts: Sequences, targets: np.ndarray) -> float:
+    def _valid_ndcg(
+        self, contexts: Sequences, targets: np.ndarray, mask_history: bool = False
+    ) -> float:
+        # Same definition as funnelrec.evaluate (random tie-breaking, full ranking); kept
+        # local so that models never import the evaluation layer.
         ranks = []
         rng = np.random.default_rng(0)
         for lo in range(0, len(contexts), 1024):
             sl = np.arange(lo, min(lo + 1024, len(contexts)))
-            s = self._score(contexts.select(sl))
-            ranks.append(target_ranks(s, targets[sl], rng))
-        return ranking_metrics(np.concatenate(ranks), (10,))["NDCG@10"]
+            ctx = contexts.select(sl)
+            s = self._score(ctx)
+            if mask_history:
+                s[ctx.row_of_events(), ctx.items] = -np.inf
+            t = s[np.arange(len(sl)), targets[sl]][:, None]
+            greater = (s > t).sum(1)
+            ranks.append(greater + rng.integers(0, (s == t).sum(1)))
+        r = np.concatenate(ranks) if ranks else np.zeros(0)
+        return float(np.where(r < 10, 1.0 / np.log2(r + 2.0), 0.0).mean()) if len(r) else 0.0
 
     # ------------------------------------------------------------------ scoring
     def _drop(self, seqs: Sequences) -> Sequences:
@@ -309,7 +341,7 @@ class FunnelModel(Recommender):
             net.encode(batch.items, batch.actions, batch.gaps, batch.starts)[:, -1], task
         )
         hist = None
-        if self.history:
+        if self.history or self.neighbours:
             long_batch, _ = pad_histories(h_seqs, self.history_len)
             T = long_batch.items.shape[1]
             r = torch.arange(len(h_seqs))
@@ -321,6 +353,58 @@ class FunnelModel(Recommender):
         h, hist = self._encode_last(histories)
         with torch.no_grad():
             return self.net_.score(h, hist).numpy()
+
+    @torch.no_grad()
+    def decompose(self, history: Sequences, item: int) -> dict[str, Any]:
+        """Exact split of one history's score for `item` (dense id) into its parts.
+
+        score = bias + sum_k trait_k contribution + sum_events (repeat + neighbour) parts.
+        Returns {"score", "bias", "traits": (k,) contributions, "trait_values": (k,),
+        "events": DataFrame with one row per history event and its two contributions}.
+        """
+        self._check_fitted()
+        if len(history) != 1:
+            raise ValueError("decompose takes a single history")
+        net = self.net_
+        h, hist = self._encode_last(history)
+        score = float(net.score(h, hist)[0, item])
+        j = torch.tensor([item])
+        vec = net.item_vectors(j + 1)  # (1, d)
+        traits = np.zeros(self.n_traits, np.float32)
+        values = np.zeros(self.n_traits, np.float32)
+        if self.bottleneck:
+            t = net.traits(h)[0]
+            load = net.to_loadings(vec)[0]
+            traits = (net.logit_scale.exp() * t * load).numpy()
+            values = t.numpy()
+        else:
+            traits = np.array([float(h[0] @ vec[0])], np.float32)  # one opaque part
+        seqs = self._drop(history)
+        n_kept = min(seqs.n_events, self.history_len)
+        events = pd.DataFrame(
+            {
+                "position": np.arange(seqs.n_events - n_kept, seqs.n_events),
+                "item": seqs.items[-n_kept:] if n_kept else [],
+                "action": seqs.actions[-n_kept:] if n_kept else [],
+            }
+        )
+        repeat = np.zeros(n_kept, np.float32)
+        neigh = np.zeros(n_kept, np.float32)
+        if hist is not None and n_kept:
+            idx, w, nw = (x[0, -n_kept:] for x in hist)
+            if self.history:
+                repeat = torch.where(idx == item, w, torch.zeros_like(w)).numpy()
+            if self.neighbours:
+                sims = net.neigh_proj(net.item_vectors(idx + 1)) @ vec[0]
+                neigh = (nw * sims).numpy()
+        events["repeat"], events["neighbour"] = repeat, neigh
+        return {
+            "score": score,
+            "bias": float(net.item_bias[item]),
+            "traits": traits,
+            "trait_values": values,
+            "events": events,
+        }
 
     def trait_names(self) -> list[str]:
         return [f"trait_{k + 1:02d}" for k in range(self.n_traits)]
@@ -544,6 +628,7 @@ class SASRec(FunnelModel):
             use_metadata=False,
             bottleneck=False,
             history=False,
+            neighbours=False,
         )
 
 
@@ -578,6 +663,7 @@ class GRU4Rec(FunnelModel):
             use_metadata=False,
             bottleneck=False,
             history=False,
+            neighbours=False,
         )
 
 

@@ -45,6 +45,7 @@ class FunnelNetConfig:
     use_metadata: bool = True
     bottleneck: bool = True
     history: bool = True
+    neighbours: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,11 +91,21 @@ class FunnelNet(nn.Module):
         # Every action starts equal (weight 1): the data, not us, decides which count more.
         self.history_action = nn.Parameter(torch.ones(2, cfg.n_actions))
         self.history_count = nn.Parameter(torch.zeros(2, cfg.n_actions))
+        # Neighbour term: each history event votes for items similar to its own item.
+        self.neigh_proj = nn.Linear(d, d, bias=False)
+        self.neigh_action = nn.Parameter(torch.ones(2, cfg.n_actions))
+        self.neigh_age = nn.Parameter(torch.linspace(1.0, -2.0, N_AGE_BUCKETS).repeat(2, 1))
         self.history_age = nn.Parameter(torch.linspace(1.0, -2.0, N_AGE_BUCKETS).repeat(2, 1))
         self.register_buffer("item_cat", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.apply(self._init)
+        if cfg.bottleneck:
+            # States are layer-normed (unit scale): 1/sqrt(d) spreads traits over (0, 1)
+            # from the start instead of all sitting at 0.5 with vanishing gradients, and
+            # gives loadings a scale that is not the product of two tiny initialisations.
+            nn.init.normal_(self.to_traits.weight, std=d**-0.5)
+            nn.init.normal_(self.to_loadings.weight, std=d**-0.5)
         # A learned temperature: traits live in [0, 1], so scores need room to grow.
         self.logit_scale = nn.Parameter(torch.tensor(2.0))
 
@@ -190,8 +201,10 @@ class FunnelNet(nn.Module):
 
     def history_weights(
         self, items: torch.Tensor, actions: torch.Tensor, ages: torch.Tensor, task: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, T) history events -> (0-based items, weights), weight 0 at padding.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, T) history events -> (0-based items, repeat weights, neighbour weights).
+
+        Weights are 0 at padding.
 
         Each event adds w[action] * softplus(r[age]) to its item's score, so the term for an
         item is the sum over its events in the history: action type x recency x count.
@@ -207,12 +220,14 @@ class FunnelNet(nn.Module):
         recency = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
         counted = self.history_count[task][actions] * torch.log1p(count)
         w = torch.where(latest & real, recency + counted, torch.zeros_like(recency))
-        return (items - 1).clamp(min=0), w
+        nw = self.neigh_action[task][actions] * F.softplus(self.neigh_age[task][ages])
+        nw = nw.masked_fill(~real, 0.0)
+        return (items - 1).clamp(min=0), w, nw
 
     def score(
         self,
         h: torch.Tensor,
-        hist: tuple[torch.Tensor, torch.Tensor] | None = None,
+        hist: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         cols: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, d) states (+ history events) -> (N, n_items) scores, or (N, C) for `cols`.
@@ -231,8 +246,13 @@ class FunnelNet(nn.Module):
         else:
             s = h @ vecs.T
         s = s + bias
+        if self.cfg.neighbours and hist is not None:
+            idx, _, nw = hist
+            # u = sum_s nw_s * P v(item_s); score_j += u . v_j  (exact per-event split)
+            u = (nw.unsqueeze(-1) * self.neigh_proj(self.item_vectors(idx + 1))).sum(1)
+            s = s + u @ vecs.T
         if self.cfg.history and hist is not None:
-            idx, w = hist
+            idx, w, _ = hist
             if cols is None:
                 s = s.scatter_add(1, idx, w)
             else:
