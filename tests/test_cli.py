@@ -130,7 +130,7 @@ def test_ingest_writes_sequences(funnel_csv: Path, tmp_path: Path) -> None:
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", "--out", str(out), "--customers", "300"])
+    res = runner.invoke(app, ["demo", "--out", str(out), "--customers", "300", "--epochs", "2"])
     assert res.exit_code == 0, res.output
     for name in (
         "events.csv",

@@ -280,6 +280,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for every output.")] = Path("funnelrec-demo"),
     customers: Annotated[int, typer.Option(help="Synthetic customers to generate.")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Most epochs for the funnel model.")] = 30,
 ) -> None:
     """Run the main job on built-in example data and say where the outputs are."""
     from funnelrec.pipeline import run_demo
@@ -290,6 +291,7 @@ def demo(
                 out,
                 n_customers=customers,
                 seed=seed,
+                epochs=epochs,
                 progress=lambda m: status.update(f"fitting and scoring [cyan]{m}[/]"),
             )
     except FunnelrecError as exc:

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ def evaluate_sequences(
     dataset: str = "",
     mask_history: bool = False,
     progress: Callable[[str], None] | None = None,
+    model_params: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Split, fit every model on the training part and score validation and test cases."""
     sp = make_split(seqs, split)
@@ -47,7 +49,11 @@ def evaluate_sequences(
             "no test cases: no customer has a target event with history "
             "before it (try --target any)"
         )
-    results = compare(resolve_models(models), sp, mask_history=mask_history, progress=progress)
+    makers = resolve_models(models)
+    for name, params in (model_params or {}).items():
+        if name in makers:
+            makers[name] = partial(makers[name], **params)
+    results = compare(makers, sp, mask_history=mask_history, progress=progress)
     return {
         "dataset": dataset,
         "split": sp.describe(),
@@ -108,6 +114,7 @@ def run_demo(
     out: str | Path,
     n_customers: int = 3000,
     seed: int = 0,
+    epochs: int = 30,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Generate example funnels, ingest them, and compare every baseline on next purchase."""
@@ -132,6 +139,7 @@ def run_demo(
         seqs,
         DEMO_MODELS,
         SplitConfig(protocol="loo", target="purchase"),
+        model_params={"funnel": {"epochs": epochs, "seed": seed}},
         dataset="built-in generator",
         progress=progress,
     )
