@@ -85,6 +85,7 @@ class FunnelModel(Recommender):
         full_softmax_max_items: int = 50_000,
         n_negatives: int = 8192,
         scalar_lr: float = 0.1,
+        device: str = "cpu",
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -112,6 +113,7 @@ class FunnelModel(Recommender):
         self.full_softmax_max_items = full_softmax_max_items
         self.n_negatives = n_negatives
         self.scalar_lr = scalar_lr
+        self.device = device
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -174,7 +176,8 @@ class FunnelModel(Recommender):
         lab_next = _pad_labels(windows, nxt, batch_all.items.shape[1])
         lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
         counts = np.bincount(train.items, minlength=vocab.n_items) + 1.0
-        self.log_q_ = torch.from_numpy(np.log(counts / counts.sum())).float()
+        self.log_q_ = torch.from_numpy(np.log(counts / counts.sum())).float().to(self.device)
+        net.to(self.device)
         # The few scalar weights (action gates, history weights, temperature) get a larger
         # step: with a few hundred steps per fit they would otherwise barely leave their init.
         scalars = {
@@ -251,8 +254,9 @@ class FunnelModel(Recommender):
         sub = Batch(b.items[rows], b.actions[rows], b.gaps[rows], b.starts[rows])
         T = int(sub.lengths.max())
         sub = Batch(sub.items[:, -T:], sub.actions[:, -T:], sub.gaps[:, -T:], sub.starts[:, -T:])
-        h = net.encode(sub.items, sub.actions, sub.gaps, sub.starts)
-        loss = torch.zeros(())
+        dev = self._device
+        h = net.encode(sub.items.to(dev), sub.actions.to(dev), sub.gaps.to(dev), sub.starts.to(dev))
+        loss = torch.zeros((), device=dev)
         tasks = [(lab_next[rows][:, -T:], 0)]
         if self.conversion_:
             tasks.append((lab_conv[rows][:, -T:], 1))
@@ -260,12 +264,12 @@ class FunnelModel(Recommender):
             r, c = torch.nonzero(labels > 0, as_tuple=True)
             if len(r) == 0:
                 continue
-            target = labels[r, c] - 1
+            target = (labels[r, c] - 1).to(dev)
             hist = None
             if self.history or self.neighbours:
                 hi, ha, hg = history_at(sub, r, c)
-                hist = net.history_weights(hi, ha, hg, task)
-            ht = net.for_task(h[r, c], task)
+                hist = net.history_weights(hi.to(dev), ha.to(dev), hg.to(dev), task)
+            ht = net.for_task(h[r.to(dev), c.to(dev)], task)
             logits, labels_ = self._train_logits(net, ht, hist, target)
             loss = loss + F.cross_entropy(logits, labels_)
             if self.bottleneck:
@@ -283,7 +287,9 @@ class FunnelModel(Recommender):
         """
         if self.n_items_ <= self.full_softmax_max_items:
             return net.score(h, hist), target
-        neg = torch.multinomial(self.log_q_.exp(), self.n_negatives, replacement=True)
+        neg = torch.multinomial(self.log_q_.exp(), self.n_negatives, replacement=True).to(
+            target.device
+        )
         cols, inverse = torch.unique(torch.cat([target, neg]), return_inverse=True)
         logits = net.score(h, hist, cols=cols) - self.log_q_[cols]
         return logits, inverse[: len(target)]
@@ -308,6 +314,10 @@ class FunnelModel(Recommender):
         return float(np.where(r < 10, 1.0 / np.log2(r + 2.0), 0.0).mean()) if len(r) else 0.0
 
     # ------------------------------------------------------------------ scoring
+    @property
+    def _device(self) -> torch.device:
+        return next(self.net_.parameters()).device
+
     def _drop(self, seqs: Sequences) -> Sequences:
         if not self.drop_actions:
             return seqs
@@ -337,8 +347,12 @@ class FunnelModel(Recommender):
         net.eval()
         batch, _ = pad_histories(h_seqs, self.max_len)
         task = 1 if self.conversion_ else 0
+        dev = self._device
         h = net.for_task(
-            net.encode(batch.items, batch.actions, batch.gaps, batch.starts)[:, -1], task
+            net.encode(
+                batch.items.to(dev), batch.actions.to(dev), batch.gaps.to(dev), batch.starts.to(dev)
+            )[:, -1],
+            task,
         )
         hist = None
         if self.history or self.neighbours:
@@ -346,13 +360,13 @@ class FunnelModel(Recommender):
             T = long_batch.items.shape[1]
             r = torch.arange(len(h_seqs))
             hi, ha, hg = history_at(long_batch, r, torch.full((len(r),), T - 1))
-            hist = net.history_weights(hi, ha, hg, task)
+            hist = net.history_weights(hi.to(dev), ha.to(dev), hg.to(dev), task)
         return h, hist
 
     def _score(self, histories: Sequences) -> np.ndarray:
         h, hist = self._encode_last(histories)
         with torch.no_grad():
-            return self.net_.score(h, hist).numpy()
+            return self.net_.score(h, hist).cpu().numpy()
 
     @torch.no_grad()
     def decompose(self, history: Sequences, item: int) -> dict[str, Any]:
@@ -424,7 +438,7 @@ class FunnelModel(Recommender):
                 histories.select(np.arange(lo, min(lo + 2048, len(histories))))
             )
             with torch.no_grad():
-                out.append(self.net_.traits(h).numpy())
+                out.append(self.net_.traits(h).cpu().numpy())
         values = np.concatenate(out) if out else np.zeros((0, self.n_traits), np.float32)
         ids = [
             self.vocab_.customer_ids[c] if c >= 0 else f"new_{j}"
@@ -475,8 +489,8 @@ class FunnelModel(Recommender):
         self._live[key] = merged
         h, hist = self._encode_last(merged)
         with torch.no_grad():
-            scores = self.net_.score(h, hist).numpy()[0]
-            profile = self.net_.traits(h).numpy()[0] if self.bottleneck else np.zeros(0)
+            scores = self.net_.score(h, hist).cpu().numpy()[0]
+            profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return profile, top
@@ -484,8 +498,8 @@ class FunnelModel(Recommender):
     def action_weights(self) -> dict[str, dict[str, float]]:
         """Learned importance of each action type: input gate and history-term weight."""
         self._check_fitted()
-        gate = self.net_.action_gate.detach().numpy()
-        hist = self.net_.history_action.detach().numpy()[1 if self.conversion_ else 0]
+        gate = self.net_.action_gate.detach().cpu().numpy()
+        hist = self.net_.history_action.detach().cpu().numpy()[1 if self.conversion_ else 0]
         return {
             name: {"input_gate": float(gate[i]), "history_weight": float(hist[i])}
             for i, name in enumerate(self.vocab_.action_names)
@@ -509,8 +523,8 @@ class FunnelModel(Recommender):
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.net_.state_dict().items()}
-        state["log_q"] = self.log_q_
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        state["log_q"] = self.log_q_.cpu()
         atomic_write(directory / "model.safetensors", lambda p: save_file(state, p))
         meta = {
             "params": FunnelModel.get_params(self),
