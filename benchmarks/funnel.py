@@ -32,6 +32,8 @@ ABLATIONS = {
     "funnel_no_gaps": partial(FunnelModel, use_gaps=False),
     "funnel_no_removals": partial(FunnelModel, drop_actions=("remove_cart",)),
     "funnel_no_bottleneck": partial(FunnelModel, bottleneck=False),
+    "funnel_no_neighbours": partial(FunnelModel, neighbours=False),
+    "funnel_no_history": partial(FunnelModel, history=False),
 }
 # Amazon review sets are scored like the published numbers: history items excluded.
 MASKED = {"beauty", "sports", "toys", "video_games"}

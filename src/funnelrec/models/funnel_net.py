@@ -1,15 +1,18 @@
 """The funnel network, in one file: event tokens -> causal encoder -> k traits -> item scores.
 
     token_t = gate[action_t] * item_vec(item_t) + action_emb + gap_emb + session_emb + pos_emb
-    h_t     = causal encoder(token_1..t)                       # transformer (or GRU)
-    traits  = sigmoid(W_trait h_t)                             # (k,) in [0, 1]: the profile
-    score_j = sum_k traits_k * load_jk + bias_j                # exact per-trait decomposition
-            + sum_{events e<=t on item j} w[action_e] * r[age_e]   # history (repeat) term
+    h_t     = causal encoder(token_1..t)                         # transformer (or GRU)
+    traits  = sigmoid(W_trait h_t)                               # (k,) in [0, 1]: the profile
+    score_j = bias_j + sum_k scale * traits_k * load_jk          # per-trait contributions
+            + sum_{(item j, action a) in history} w[a] * r[age] + c[a] * log1p(count)   # repeat
+            + sum_{events e} v[a_e] * s[age_e] * (P item_vec(e)) . item_vec(j)          # neighbour
 
-`item_vec` adds category, brand and price-band embeddings to the item's own vector, so items with
-few events still land near similar items. `gate`, `w` and `r` are learned; nothing about how
-much an action matters is typed in. With `bottleneck=False` the score is a plain dot product
-h_t . item_vec_j (the SASRec head) - the ablation that measures what the traits cost.
+Every part is a sum of readable pieces: one per trait, one per history event. `item_vec` adds
+category, brand and price-band embeddings to the item's own vector, so items with few events
+still land near similar items. `gate`, `w`, `r`, `c`, `v` and `s` are learned (per task: next
+event or next conversion); nothing about how much an action matters is typed in. With
+`bottleneck=False` the trait part is replaced by a plain dot product h_t . item_vec_j (the
+SASRec head): the ablation that measures what the traits cost.
 """
 
 from __future__ import annotations
@@ -209,6 +212,8 @@ class FunnelNet(nn.Module):
         Each event adds w[action] * softplus(r[age]) to its item's score, so the term for an
         item is the sum over its events in the history: action type x recency x count.
         """
+        if not self.cfg.use_actions:  # ablation: every event is the same kind of event
+            actions = torch.zeros_like(actions)
         # Per (item, action) pair: the recency of its latest event plus a saturating count,
         # so ten views do not simply outweigh one purchase ten times over.
         key = items * self.cfg.n_actions + actions
