@@ -115,6 +115,41 @@ def latency(n_updates: int = 10_000) -> dict:
     }
 
 
+def markdown(results: dict) -> str:
+    """Tables for docs/benchmarks.md from the results file."""
+    lines = []
+    for key, r in results.items():
+        if key == "update_latency":
+            continue
+        sp = r["split"]
+        lines += [
+            f"#### {key} — {sp['test_cases']:,} test cases, LOO, target {sp['target']}"
+            + (", history items excluded" if r["masked"] else ""),
+            "",
+            "| model | HR@10 | NDCG@10 | NDCG@10 95% CI | MRR | fit s | best epoch |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m, v in sorted(r["models"].items(), key=lambda kv: -kv[1]["NDCG@10"]):
+            lo, hi = v["NDCG@10_ci95"]
+            lines.append(
+                f"| {m} | {v['HR@10']:.4f} | {v['NDCG@10']:.4f} | [{lo:.4f}, {hi:.4f}] "
+                f"| {v['MRR']:.4f} | {v['fit_seconds']:.0f} | "
+                f"{v.get('best_epoch', '')} |"
+            )
+        w = r["models"].get("funnel", {}).get("action_weights")
+        if w:
+            lines += [
+                "",
+                "Learned action weights (funnel): "
+                + ", ".join(
+                    f"{a} gate {x['input_gate']:+.2f} / history {x['history_weight']:+.2f}"
+                    for a, x in w.items()
+                ),
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -126,9 +161,13 @@ def main() -> None:
         "funnel_no_removals,funnel_no_bottleneck",
     )
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "funnel.json")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.markdown:
+        print(markdown(results))
+        return
     if args.latency:
         results["update_latency"] = latency()
         print(results["update_latency"])
@@ -137,7 +176,10 @@ def main() -> None:
         models = [m for m in args.models.split(",") if m]
         for name, (source, targets) in datasets(args.data).items():
             if name in only:
-                results.update(run_dataset(name, source, targets[:1], models))
+                for key, new in run_dataset(name, source, targets[:1], models).items():
+                    if key in results:  # keep models measured earlier, replace re-measured
+                        new["models"] = {**results[key]["models"], **new["models"]}
+                    results[key] = new
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -29,7 +29,7 @@ from funnelrec.models.windows import (
     pad_histories,
     training_windows,
 )
-from funnelrec.schema import PURCHASE, FunnelrecError
+from funnelrec.schema import ACTION_SYNONYMS, PURCHASE, FunnelrecError
 from funnelrec.sequences import Sequences, atomic_write, encode_histories, load_sequences
 
 
@@ -344,7 +344,8 @@ class FunnelModel(Recommender):
         """Final state (n, d) and history term (n, n_items) of each history."""
         h_seqs = self._drop(histories)
         net = self.net_
-        net.eval()
+        if net.training:
+            net.eval()
         batch, _ = pad_histories(h_seqs, self.max_len)
         task = 1 if self.conversion_ else 0
         dev = self._device
@@ -475,7 +476,7 @@ class FunnelModel(Recommender):
         New customers start an empty history. Only the last `history_len` events are kept.
         """
         self._check_fitted()
-        new, _ = encode_histories(self.vocab_, new_events.assign(customer_id=str(customer_id)))
+        new = self._encode_one(new_events)
         key = str(customer_id)
         row = self._rows.get(key)
         old = self._live.get(key)
@@ -487,13 +488,54 @@ class FunnelModel(Recommender):
         if merged.n_events > keep:
             merged = _tail(merged, keep)
         self._live[key] = merged
-        h, hist = self._encode_last(merged)
-        with torch.no_grad():
-            scores = self.net_.score(h, hist).cpu().numpy()[0]
-            profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
+        # One short sequence: a single thread is several times faster than a thread pool.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            h, hist = self._encode_last(merged)
+            with torch.no_grad():
+                scores = self.net_.score(h, hist).cpu().numpy()[0]
+                profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
+        finally:
+            torch.set_num_threads(threads)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return profile, top
+
+    def _encode_one(self, events: pd.DataFrame) -> Sequences:
+        """One customer's new raw events -> a one-row history (unknown items dropped)."""
+        vocab = self.vocab_
+        items = np.fromiter((vocab.item_index(x) for x in events["item_id"]), np.int64, len(events))
+        actions = np.fromiter(
+            (
+                vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
+                for a in events["action"]
+            ),
+            np.int64,
+            len(events),
+        )
+        if "timestamp" in events.columns:
+            ts = pd.to_numeric(events["timestamp"], errors="coerce").to_numpy(np.float64)
+            if np.isnan(ts).any():  # date-time strings: the general (slower) path
+                return encode_histories(vocab, events.assign(customer_id="x"))[0]
+        else:
+            ts = np.zeros(len(events))
+        keep = (items >= 0) & (actions >= 0)
+        order = np.flatnonzero(keep)[np.argsort(ts[keep], kind="stable")]
+        t = ts[order]
+        gaps = np.zeros(len(order), np.float32)
+        gaps[1:] = np.diff(t)
+        sessions = np.cumsum(gaps > 1800.0).astype(np.int32)
+        return Sequences(
+            offsets=np.array([0, len(order)]),
+            customers=np.array([-1], np.int32),
+            items=items[order].astype(np.int32),
+            actions=actions[order].astype(np.int8),
+            timestamps=t,
+            gaps=gaps,
+            sessions=sessions,
+            vocab=vocab,
+        )
 
     def action_weights(self) -> dict[str, dict[str, float]]:
         """Learned importance of each action type: input gate and history-term weight."""
