@@ -180,6 +180,9 @@ def main() -> None:
                     if key in results:  # keep models measured earlier, replace re-measured
                         new["models"] = {**results[key]["models"], **new["models"]}
                     results[key] = new
+                # written after every data set, so an interrupted run keeps what it measured
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(results, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -152,3 +152,33 @@ def test_fit_accepts_raw_events(funnel) -> None:
     m = FunnelModel(n_traits=4, epochs=1).fit(funnel.events.head(3000))
     prof = m.profiles()
     assert prof.shape[1] == 4 and len(prof) == funnel.events.head(3000)["customer_id"].nunique()
+
+
+def test_live_updates_reach_profiles_recommendations_and_saves(split, tmp_path: Path) -> None:
+    m = FunnelModel(n_traits=4, epochs=1).fit(split.train)
+    cid = str(split.full.vocab.customer_ids[1])
+    item = str(split.full.vocab.item_ids[7])
+    ev = pd.DataFrame(
+        {"item_id": [item] * 2, "action": ["view", "purchase"], "timestamp": [2e9, 2e9 + 5]}
+    )
+    m.update(cid, ev)
+    m.update("newcomer", ev)
+    assert m.history_of(cid).n_events == m.histories_.select([m._rows[cid]]).n_events + 2
+    assert len(m.recommend_for("newcomer", k=3)) == 3
+    prof = m.profiles()
+    assert "newcomer" in prof.index and len(prof) == len(split.train) + 1
+    m.save(tmp_path / "m")
+    back = FunnelModel.load(tmp_path / "m")
+    assert back.history_of("newcomer").n_events == 2
+    np.testing.assert_allclose(back.profiles().loc[cid], prof.loc[cid], atol=1e-5)
+
+
+def test_sasrec_saves_and_reloads_as_itself(split, tmp_path: Path) -> None:
+    from funnelrec.models import SASRec
+
+    m = SASRec(epochs=1).fit(split.train)
+    m.save(tmp_path / "s")
+    back = FunnelModel.load(tmp_path / "s")
+    assert isinstance(back, SASRec) and not back.bottleneck and not back.history
+    ctx = split.test.contexts(split.full, slice(0, 10))
+    np.testing.assert_allclose(back.score(ctx), m.score(ctx), atol=1e-5)

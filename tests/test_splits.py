@@ -92,3 +92,34 @@ def test_conversion_falls_back_to_add_cart_when_purchases_are_rare() -> None:
     sp = make_split(seqs, SplitConfig(target="purchase"))
     assert sp.target == "add_cart" and sp.target_actions == (ADD_CART,)
     assert "falls back to add_cart" in sp.info["note"]
+
+
+def test_temporal_conversion_training_stops_before_the_target_session() -> None:
+    t0 = 1_700_000_000
+    rows = []
+    for c in range(40):
+        rows += [
+            (f"c{c}", t0 + c * 1000, "view", "a"),
+            (f"c{c}", t0 + c * 1000 + 30, "purchase", "a"),
+        ]
+    # customer z: a session straddling the validation cut - view y before it, buy y after it
+    rows += [
+        ("z", t0, "view", "q"),
+        ("z", t0 + 20_000, "purchase", "q"),
+        ("z", t0 + 38_000, "view", "y"),
+        ("z", t0 + 38_100, "add_cart", "y"),
+        ("z", t0 + 39_100, "purchase", "y"),
+    ]
+    ev = pd.DataFrame(rows, columns=["customer_id", "timestamp", "action", "item_id"])
+    seqs, _, _ = load_sequences(ev)
+    cfg = SplitConfig(
+        protocol="temporal",
+        target="purchase",
+        valid_quantile=0.96,
+        test_quantile=0.999,
+        min_target_customers=1,
+    )
+    sp = make_split(seqs, cfg)
+    tl = sp.train.lengths
+    assert np.all(tl[sp.valid.rows] <= sp.valid.ends)
+    assert np.all(tl[sp.test.rows] <= sp.test.ends)

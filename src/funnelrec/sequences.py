@@ -439,7 +439,7 @@ def encode_histories(
             )
     df = events.reset_index(drop=True)
     if "timestamp" in df.columns:
-        ts = _to_seconds(df["timestamp"])
+        ts = to_seconds(df["timestamp"])
     else:
         ts = np.arange(len(df), dtype=np.float64)
     items = np.array([vocab.item_index(str(x)) for x in df["item_id"]], dtype=np.int64)
@@ -493,18 +493,48 @@ def encode_histories(
     return seqs, dropped
 
 
-def _to_seconds(values: pd.Series) -> np.ndarray:
-    """Seconds since the epoch from numbers (s/ms by magnitude) or date-time strings."""
+def to_seconds(values: pd.Series) -> np.ndarray:
+    """Seconds since the epoch from date-times, numbers (s/ms/us/ns by magnitude) or strings.
+
+    Values that cannot be read become NaN one by one (never the whole column).
+    """
+    values = pd.Series(values)
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        v = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
+        # pandas picks s/ms/us/ns resolution: go through a Timedelta, never assume ns.
+        return ((v - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
     num = pd.to_numeric(values, errors="coerce")
-    if num.notna().all():
-        x = num.to_numpy(dtype=np.float64)
-        return x / 1e3 if np.nanmedian(np.abs(x)) >= 1e11 else x
-    parsed = pd.to_datetime(
-        values.astype(str).str.replace(r"\s*UTC$", "+00:00", regex=True),
-        utc=True,
-        errors="coerce",
-        format="mixed",
+    if num.notna().sum() >= values.notna().sum():  # every present value is a number
+        x = num.to_numpy(dtype=np.float64, na_value=np.nan)
+        mag = np.nanmedian(np.abs(x)) if np.isfinite(x).any() else 0.0
+        div = 1e9 if mag >= 1e17 else 1e6 if mag >= 1e14 else 1e3 if mag >= 1e11 else 1.0
+        return x / div
+    text = values.astype("string").str.replace(r"\s*(UTC|GMT)$", "+00:00", regex=True)
+    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    return ((parsed - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def concat_sequences(parts: list[Sequences]) -> Sequences:
+    """Rows of several Sequences (same vocabulary) one after another."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    lengths = np.concatenate([p.lengths for p in parts])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name)[p.offsets[0] : p.offsets[-1]] for p in parts])
+
+    return Sequences(
+        offsets=offsets,
+        customers=np.concatenate([p.customers for p in parts]),
+        items=cat("items"),
+        actions=cat("actions"),
+        timestamps=cat("timestamps"),
+        gaps=cat("gaps"),
+        sessions=cat("sessions"),
+        vocab=parts[0].vocab,
+        target_actions=parts[0].target_actions,
     )
-    # pandas may pick s/ms/us resolution: convert through the unit it chose, never assume ns.
-    secs = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
-    return secs.to_numpy(dtype=np.float64, na_value=np.nan)

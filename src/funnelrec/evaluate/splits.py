@@ -216,6 +216,11 @@ def _temporal(
 
     valid_idx = first_per_row(candidate & (ts >= t_valid) & (ts < t_test))
     test_idx = first_per_row(candidate & (ts >= t_test))
+    # A conversion context ends at its session's start, which may lie before the cut time:
+    # training must stop there too, or it would hold the first half of that session.
+    for idx in (valid_idx, test_idx):
+        r = rows[idx]
+        train_end[r] = np.minimum(train_end[r], ctx_end[idx])
     return (
         _cases(seqs, valid_idx, rows, ctx_end),
         _cases(seqs, test_idx, rows, ctx_end),

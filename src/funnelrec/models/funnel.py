@@ -9,6 +9,8 @@ evaluation cases. Early stopping on validation NDCG@10 when validation cases are
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -25,12 +27,20 @@ from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
 from funnelrec.models.windows import (
     Batch,
     history_at,
+    holdout_last_target,
     item_metadata_codes,
     pad_histories,
     training_windows,
 )
 from funnelrec.schema import ACTION_SYNONYMS, PURCHASE, FunnelrecError
-from funnelrec.sequences import Sequences, atomic_write, encode_histories, load_sequences
+from funnelrec.sequences import (
+    Sequences,
+    atomic_write,
+    concat_sequences,
+    encode_histories,
+    load_sequences,
+    to_seconds,
+)
 
 
 class FunnelModel(Recommender):
@@ -81,11 +91,13 @@ class FunnelModel(Recommender):
         patience: int = 3,
         sparsity: float = 1e-3,
         decorrelation: float = 1e-2,
-        history_len: int = 200,
+        history_len: int = 51,
         full_softmax_max_items: int = 50_000,
         n_negatives: int = 8192,
         scalar_lr: float = 0.1,
         device: str = "cpu",
+        internal_validation: bool = True,
+        session_gap_minutes: float = 30.0,
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -114,6 +126,8 @@ class FunnelModel(Recommender):
         self.n_negatives = n_negatives
         self.scalar_lr = scalar_lr
         self.device = device
+        self.internal_validation = internal_validation
+        self.session_gap_minutes = session_gap_minutes
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -138,9 +152,16 @@ class FunnelModel(Recommender):
             train.target_actions = (PURCHASE,) if has_buys else tuple(range(train.vocab.n_actions))
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
+        conversion = tuple(train.target_actions) != tuple(range(train.vocab.n_actions))
+        given = train  # profiles and recommendations use every given event
+        if (valid is None or len(valid[1]) == 0) and self.internal_validation:
+            # No validation cases given: hold out each customer's last target event, so
+            # that early stopping still has something honest to look at.
+            train, contexts, targets = holdout_last_target(train, conversion)
+            valid = (contexts, targets) if len(targets) else None
         train = self._drop(train)
         vocab = train.vocab
-        self.conversion_ = tuple(train.target_actions) != tuple(range(vocab.n_actions))
+        self.conversion_ = conversion
         self.target_actions_ = tuple(int(a) for a in train.target_actions)
         cat, brand, band = item_metadata_codes(vocab)
         cfg = FunnelNetConfig(
@@ -168,7 +189,7 @@ class FunnelModel(Recommender):
             torch.from_numpy(cat), torch.from_numpy(brand), torch.from_numpy(band)
         )
         self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
-        self.histories_, self._row_index = train, None
+        self.histories_, self._row_index = given, None
         windows, nxt, conv = training_windows(train, self.max_len, self.conversion_)
         if windows.n_events == 0:
             raise FunnelrecError("no customer has two or more training events to learn from")
@@ -287,11 +308,15 @@ class FunnelModel(Recommender):
         """
         if self.n_items_ <= self.full_softmax_max_items:
             return net.score(h, hist), target
-        neg = torch.multinomial(self.log_q_.exp(), self.n_negatives, replacement=True).to(
-            target.device
-        )
-        cols, inverse = torch.unique(torch.cat([target, neg]), return_inverse=True)
-        logits = net.score(h, hist, cols=cols) - self.log_q_[cols]
+        q = self.log_q_.exp()
+        neg = torch.multinomial(q, self.n_negatives, replacement=True).to(target.device)
+        extra = [target, neg]
+        if hist is not None:  # history items compete too, or their weights learn unopposed
+            extra.append(hist[0][(hist[1] != 0) | (hist[2] != 0)])
+        cols, inverse = torch.unique(torch.cat(extra), return_inverse=True)
+        # Each distinct column was in the sample with probability 1 - (1 - q)^n, not q.
+        log_in = torch.log(-torch.expm1(self.n_negatives * torch.log1p(-q[cols].clamp(max=0.999))))
+        logits = net.score(h, hist, cols=cols) - log_in
         return logits, inverse[: len(target)]
 
     def _valid_ndcg(
@@ -327,13 +352,18 @@ class FunnelModel(Recommender):
         lengths = np.bincount(rows[keep], minlength=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
+        ts = seqs.timestamps[keep]
+        # Gaps are re-measured between kept events: no trace of a dropped event remains.
+        gaps = np.zeros(len(ts), dtype=np.float32)
+        gaps[1:] = np.diff(ts)
+        gaps[offsets[:-1][lengths > 0]] = 0.0
         return Sequences(
             offsets=offsets,
             customers=seqs.customers,
             items=seqs.items[keep],
             actions=seqs.actions[keep],
-            timestamps=seqs.timestamps[keep],
-            gaps=seqs.gaps[keep],
+            timestamps=ts,
+            gaps=np.maximum(gaps, 0.0),
             sessions=seqs.sessions[keep],
             vocab=seqs.vocab,
             target_actions=seqs.target_actions,
@@ -383,17 +413,18 @@ class FunnelModel(Recommender):
         net = self.net_
         h, hist = self._encode_last(history)
         score = float(net.score(h, hist)[0, item])
-        j = torch.tensor([item])
+        j = torch.tensor([item], device=self._device)
         vec = net.item_vectors(j + 1)  # (1, d)
         traits = np.zeros(self.n_traits, np.float32)
         values = np.zeros(self.n_traits, np.float32)
         if self.bottleneck:
             t = net.traits(h)[0]
             load = net.to_loadings(vec)[0]
-            traits = (net.logit_scale.exp() * t * load).numpy()
-            values = t.numpy()
+            traits = (net.logit_scale.exp() * t * load).cpu().numpy()
+            values = t.cpu().numpy()
         else:
             traits = np.array([float(h[0] @ vec[0])], np.float32)  # one opaque part
+            values = np.zeros(0, np.float32)
         seqs = self._drop(history)
         n_kept = min(seqs.n_events, self.history_len)
         events = pd.DataFrame(
@@ -408,10 +439,10 @@ class FunnelModel(Recommender):
         if hist is not None and n_kept:
             idx, w, nw = (x[0, -n_kept:] for x in hist)
             if self.history:
-                repeat = torch.where(idx == item, w, torch.zeros_like(w)).numpy()
+                repeat = torch.where(idx == item, w, torch.zeros_like(w)).cpu().numpy()
             if self.neighbours:
                 sims = net.neigh_proj(net.item_vectors(idx + 1)) @ vec[0]
-                neigh = (nw * sims).numpy()
+                neigh = (nw * sims).cpu().numpy()
         events["repeat"], events["neighbour"] = repeat, neigh
         return {
             "score": score,
@@ -432,7 +463,7 @@ class FunnelModel(Recommender):
         self._check_fitted()
         if not self.bottleneck:
             raise FunnelrecError("this model was fitted without the trait bottleneck")
-        histories = histories if histories is not None else self.histories_
+        histories = histories if histories is not None else self._merged_histories()
         out = []
         for lo in range(0, len(histories), 2048):
             h, _ = self._encode_last(
@@ -441,10 +472,8 @@ class FunnelModel(Recommender):
             with torch.no_grad():
                 out.append(self.net_.traits(h).cpu().numpy())
         values = np.concatenate(out) if out else np.zeros((0, self.n_traits), np.float32)
-        ids = [
-            self.vocab_.customer_ids[c] if c >= 0 else f"new_{j}"
-            for j, c in enumerate(histories.customers)
-        ]
+        names = histories.vocab.customer_ids
+        ids = [names[c] if c >= 0 else f"new_{j}" for j, c in enumerate(histories.customers)]
         return pd.DataFrame(
             values, index=pd.Index(ids, name="customer_id"), columns=self.trait_names()
         )
@@ -453,9 +482,44 @@ class FunnelModel(Recommender):
         """The stored history of a known customer (one row), including live updates."""
         self._check_fitted()
         row = self._rows.get(str(customer_id))
+        live = self._live.get(str(customer_id))
+        if live is not None:
+            return live
         if row is None:
             raise FunnelrecError(f"unknown customer '{customer_id}'; pass their events instead")
         return self.histories_.select(np.array([row]))
+
+    def _merged_histories(self) -> Sequences:
+        """Stored histories with every live update applied (new customers appended)."""
+        self._rows  # noqa: B018 - makes sure the live state exists
+        if not self._live:
+            return self.histories_
+        base = self.histories_
+        replaced = [self._rows[c] for c in self._live if c in self._rows]
+        keep = np.setdiff1d(np.arange(len(base)), np.asarray(replaced, dtype=np.int64))
+        new_ids = [c for c in self._live if c not in self._rows]
+        vocab = base.vocab
+        if new_ids:
+            vocab = dataclasses.replace(
+                vocab,
+                customer_ids=np.concatenate(
+                    [vocab.customer_ids, np.asarray(new_ids, dtype=object)]
+                ),
+                _customer_index=None,
+            )
+        parts = [base.select(keep)]
+        for key, hist in self._live.items():
+            cid = self._rows_customer(key, vocab)
+            parts.append(dataclasses.replace(hist, customers=np.array([cid], np.int32)))
+        merged = concat_sequences(parts)
+        merged.vocab = vocab
+        return merged
+
+    def _rows_customer(self, key: str, vocab) -> int:
+        row = self._rows.get(key)
+        if row is not None:
+            return int(self.histories_.customers[row])
+        return int(vocab.customer_index(key))
 
     def recommend_for(
         self, customer: str | pd.DataFrame, k: int = 10, exclude_seen: bool = False
@@ -476,13 +540,15 @@ class FunnelModel(Recommender):
         New customers start an empty history. Only the last `history_len` events are kept.
         """
         self._check_fitted()
-        new = self._encode_one(new_events)
         key = str(customer_id)
         row = self._rows.get(key)
         old = self._live.get(key)
         if old is None:
             old = self.histories_.select(np.array([row])) if row is not None else None
-        merged = new if old is None else _concat_one(old, new)
+        last = float(old.timestamps[-1]) if old is not None and old.n_events else None
+        new = self._encode_one(new_events, last)
+        gap_s = self.session_gap_minutes * 60.0 if self.vocab_.has_time else 0.0
+        merged = new if old is None else _concat_one(old, new, gap_s)
         keep = min(merged.n_events, max(self.history_len, self.max_len))
         merged = merged.prefix(np.array([0]), np.array([merged.n_events]))
         if merged.n_events > keep:
@@ -502,8 +568,12 @@ class FunnelModel(Recommender):
         top = top[np.argsort(-scores[top])]
         return profile, top
 
-    def _encode_one(self, events: pd.DataFrame) -> Sequences:
-        """One customer's new raw events -> a one-row history (unknown items dropped)."""
+    def _encode_one(self, events: pd.DataFrame, after: float | None) -> Sequences:
+        """One customer's new raw events -> a one-row history (unknown items dropped).
+
+        `after` is the time of the customer's last stored event: events without timestamps
+        follow it in the order given.
+        """
         vocab = self.vocab_
         items = np.fromiter((vocab.item_index(x) for x in events["item_id"]), np.int64, len(events))
         actions = np.fromiter(
@@ -514,18 +584,20 @@ class FunnelModel(Recommender):
             np.int64,
             len(events),
         )
+        start = 0.0 if after is None else after
         if "timestamp" in events.columns:
-            ts = pd.to_numeric(events["timestamp"], errors="coerce").to_numpy(np.float64)
-            if np.isnan(ts).any():  # date-time strings: the general (slower) path
-                return encode_histories(vocab, events.assign(customer_id="x"))[0]
+            ts = to_seconds(events["timestamp"])
         else:
-            ts = np.zeros(len(events))
-        keep = (items >= 0) & (actions >= 0)
+            ts = start + 1.0 + np.arange(len(events), dtype=np.float64)
+        keep = (items >= 0) & (actions >= 0) & np.isfinite(ts)
         order = np.flatnonzero(keep)[np.argsort(ts[keep], kind="stable")]
         t = ts[order]
         gaps = np.zeros(len(order), np.float32)
         gaps[1:] = np.diff(t)
-        sessions = np.cumsum(gaps > 1800.0).astype(np.int32)
+        if vocab.has_time:
+            sessions = np.cumsum(gaps > self.session_gap_minutes * 60.0).astype(np.int32)
+        else:  # order-only data: every event stands alone, as in training
+            sessions = np.arange(len(order), dtype=np.int32)
         return Sequences(
             offsets=np.array([0, len(order)]),
             customers=np.array([-1], np.int32),
@@ -569,7 +641,8 @@ class FunnelModel(Recommender):
         state["log_q"] = self.log_q_.cpu()
         atomic_write(directory / "model.safetensors", lambda p: save_file(state, p))
         meta = {
-            "params": FunnelModel.get_params(self),
+            "params": {n: getattr(self, n) for n in _FUNNEL_PARAMS},
+            "class": type(self).__name__,
             "net": self.net_.cfg.to_dict(),
             "target_actions": list(self.target_actions_),
             "conversion": self.conversion_,
@@ -580,7 +653,7 @@ class FunnelModel(Recommender):
             directory / "model.json",
             lambda p: Path(p).write_text(json.dumps(meta, indent=2, default=list)),
         )
-        self.histories_.save(directory / "histories")
+        self._merged_histories().save(directory / "histories")
 
     @classmethod
     def load(cls, directory: str | Path) -> FunnelModel:
@@ -595,7 +668,11 @@ class FunnelModel(Recommender):
             raise FunnelrecError(f"cannot load a model from {directory}: {exc}") from exc
         params = meta["params"]
         params["drop_actions"] = tuple(params.get("drop_actions", ()))
-        model = FunnelModel(**params)
+        # Rebuild the class that was saved (SASRec / GRU4Rec are FunnelModel with switches),
+        # with every FunnelModel parameter as saved.
+        klass = {"SASRec": SASRec, "GRU4Rec": GRU4Rec}.get(meta.get("class", ""), FunnelModel)
+        model = FunnelModel.__new__(klass)
+        FunnelModel.__init__(model, **params)
         model.log_q_ = state.pop("log_q")
         model.net_ = FunnelNet(FunnelNetConfig(**meta["net"]))
         model.net_.load_state_dict(state)
@@ -609,14 +686,13 @@ class FunnelModel(Recommender):
         return model
 
 
-def _concat_one(a: Sequences, b: Sequences) -> Sequences:
-    """One history followed by another (both single rows)."""
+def _concat_one(a: Sequences, b: Sequences, session_gap_s: float) -> Sequences:
+    """One history followed by another (both single rows); sessions continue across."""
     gaps = b.gaps.copy()
     if a.n_events and b.n_events:
         gaps[0] = max(float(b.timestamps[0] - a.timestamps[-1]), 0.0)
-    sessions = b.sessions + (
-        a.sessions[-1] + (1 if len(gaps) and gaps[0] > 1800 else 0) if a.n_events else 0
-    )
+    new_session = len(gaps) > 0 and gaps[0] > session_gap_s
+    sessions = b.sessions + (a.sessions[-1] + int(new_session) if a.n_events else 0)
     return Sequences(
         offsets=np.array([0, a.n_events + b.n_events]),
         customers=a.customers[:1],
@@ -644,6 +720,9 @@ def _tail(seqs: Sequences, keep: int) -> Sequences:
         vocab=seqs.vocab,
         target_actions=seqs.target_actions,
     )
+
+
+_FUNNEL_PARAMS = [n for n in inspect.signature(FunnelModel.__init__).parameters if n != "self"]
 
 
 class SASRec(FunnelModel):

@@ -80,13 +80,19 @@ def pad_histories(h: Sequences, max_len: int) -> tuple[Batch, np.ndarray]:
         keep = from_end < max_len
         col = T - 1 - from_end[keep]
         r = rows[keep]
-        first = np.zeros(h.n_events, dtype=bool)
-        first[h.offsets[:-1][h.lengths > 0]] = True
+        row_start = np.zeros(h.n_events, dtype=bool)
+        row_start[h.offsets[:-1][h.lengths > 0]] = True
+        # A row may start mid-history (a training window, a truncated context): only a
+        # customer's true first event gets the "first event" gap bucket, and a cut-off row
+        # start opens a session only if its own gap says so - as when the full history is
+        # scored.
+        true_first = row_start & (h.sessions == 0) & (h.gaps == 0)
         items[r, col] = h.items[keep].astype(np.int64) + 1
         actions[r, col] = h.actions[keep]
-        gb = gap_bucket(h.gaps, first)
+        gb = gap_bucket(h.gaps, true_first)
         gaps[r, col] = gb[keep]
-        session_start = first.copy()
+        opens = true_first | (h.gaps > 1800.0) | (not h.vocab.has_time)
+        session_start = row_start & opens
         session_start[1:] |= (h.sessions[1:] != h.sessions[:-1]) & (rows[1:] == rows[:-1])
         starts[r, col] = session_start[keep]
     t = torch.from_numpy
@@ -160,3 +166,34 @@ def training_windows(
         ok = (j >= 0) & (rows[np.maximum(j, 0)] == rows[cand])
         conv[cand[ok]] = w.items[j[ok]].astype(np.int64) + 1
     return w, nxt, conv
+
+
+def holdout_last_target(
+    train: Sequences, conversion: bool
+) -> tuple[Sequences, Sequences, np.ndarray]:
+    """Carve a validation set out of training data when none is given.
+
+    Each customer's last target event becomes a validation case (context = events before it,
+    or before its session for a conversion target) and is removed, with everything after it,
+    from what is trained on. Returns (trainable part, validation contexts, target items).
+    """
+    rows = train.row_of_events()
+    idx = np.arange(train.n_events)
+    pos = idx - train.offsets[rows]
+    boundary = pos == 0
+    boundary[1:] |= train.sessions[1:] != train.sessions[:-1]
+    session_start = np.maximum.accumulate(np.where(boundary, idx, 0)) - train.offsets[rows]
+    ctx_end = session_start if conversion else pos
+    cand = np.flatnonzero(np.isin(train.actions, train.target_actions) & (ctx_end >= 1))
+    # Per row: the candidate with the largest context end (first such event).
+    order = np.lexsort((cand, -ctx_end[cand], rows[cand]))
+    cand = cand[order]
+    first = np.ones(len(cand), dtype=bool)
+    first[1:] = rows[cand][1:] != rows[cand][:-1]
+    picked = cand[first]
+    ends = train.lengths.astype(np.int64).copy()
+    ends[rows[picked]] = ctx_end[picked]
+    part = train.prefix(np.arange(len(train)), ends)
+    part.target_actions = train.target_actions
+    contexts = train.prefix(rows[picked], ctx_end[picked])
+    return part, contexts, train.items[picked].astype(np.int64)
