@@ -163,6 +163,48 @@ class Sequences:
         rows = np.asarray(rows, dtype=np.int64)
         return self.prefix(rows, self.lengths[rows])
 
+    def suffix(self, keep: np.ndarray | int, restart: bool = False) -> Sequences:
+        """Each row's last `keep[i]` events.
+
+        With `restart` the kept events become the whole history (session indices start at 0
+        and the first gap is 0), as after a truncation; without, they stay a window into a
+        longer history.
+        """
+        keep = np.minimum(
+            np.broadcast_to(np.asarray(keep, dtype=np.int64), (len(self),)), self.lengths
+        )
+        starts = self.offsets[1:] - keep
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(keep, out=offsets[1:])
+        idx = np.repeat(starts - offsets[:-1], keep) + np.arange(offsets[-1])
+        sessions, gaps = self.sessions[idx], self.gaps[idx]
+        if restart:
+            firsts = offsets[:-1][keep > 0]
+            sessions = sessions - np.repeat(sessions[firsts], keep[keep > 0])
+            gaps = gaps.copy()
+            gaps[firsts] = 0.0
+        return Sequences(
+            offsets=offsets,
+            customers=self.customers,
+            items=self.items[idx],
+            actions=self.actions[idx],
+            timestamps=self.timestamps[idx],
+            gaps=gaps,
+            sessions=sessions,
+            vocab=self.vocab,
+            target_actions=self.target_actions,
+        )
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per event: its row, its position in the row, and where its session starts."""
+        rows = self.row_of_events()
+        idx = np.arange(self.n_events)
+        pos = idx - self.offsets[rows]
+        boundary = pos == 0
+        boundary[1:] |= self.sessions[1:] != self.sessions[:-1]
+        session_start = np.maximum.accumulate(np.where(boundary, idx, 0)) - self.offsets[rows]
+        return rows, pos, session_start
+
     def save(self, directory: str | Path) -> None:
         """Write arrays (safetensors) and vocabulary (JSON) atomically into `directory`."""
         directory = Path(directory)
@@ -329,33 +371,9 @@ def build_sequences(
         report.truncated_events = int((lengths - keep).sum())
         report.truncated_customers = int((lengths > keep).sum())
         if report.truncated_events:
-            seqs = _keep_last(seqs, keep)
+            seqs = seqs.suffix(keep, restart=True)
             report.n_events = seqs.n_events
     return seqs, report
-
-
-def _keep_last(seqs: Sequences, keep: np.ndarray) -> Sequences:
-    """Keep each row's last `keep[i]` events; session indices restart at 0."""
-    rows = np.arange(len(seqs))
-    starts = seqs.offsets[1:] - keep
-    new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(keep, out=new_offsets[1:])
-    idx = np.repeat(starts - new_offsets[:-1], keep) + np.arange(new_offsets[-1])
-    sessions = seqs.sessions[idx]
-    first_session = np.repeat(sessions[new_offsets[:-1][keep > 0]], keep[keep > 0])
-    gaps = seqs.gaps[idx].copy()
-    gaps[new_offsets[:-1][keep > 0]] = 0.0
-    return Sequences(
-        offsets=new_offsets,
-        customers=seqs.customers,
-        items=seqs.items[idx],
-        actions=seqs.actions[idx],
-        timestamps=seqs.timestamps[idx],
-        gaps=gaps,
-        sessions=sessions - first_session,
-        vocab=seqs.vocab,
-        target_actions=seqs.target_actions,
-    )
 
 
 def _vocabulary(con, customer_ids, item_ids, action_names, has_time) -> Vocabulary:

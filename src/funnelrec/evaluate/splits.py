@@ -105,17 +105,6 @@ def resolve_target(
     )
 
 
-def _positions(seqs: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per event: row, position within row, and position of its session's first event."""
-    rows = seqs.row_of_events()
-    idx = np.arange(seqs.n_events)
-    pos = idx - seqs.offsets[rows]
-    boundary = pos == 0
-    boundary[1:] |= seqs.sessions[1:] != seqs.sessions[:-1]
-    session_start = np.maximum.accumulate(np.where(boundary, idx, 0)) - seqs.offsets[rows]
-    return rows, pos, session_start
-
-
 def make_split(seqs: Sequences, config: SplitConfig | None = None) -> Split:
     """Cut `seqs` into training sequences and validation / test cases.
 
@@ -125,7 +114,7 @@ def make_split(seqs: Sequences, config: SplitConfig | None = None) -> Split:
     """
     config = config or SplitConfig()
     target, t_actions, note = resolve_target(seqs, config.target, config)
-    rows, pos, session_start = _positions(seqs)
+    rows, pos, session_start = seqs.positions()
     conversion = target != "any"
     ctx_end = session_start if conversion else pos
     candidate = np.isin(seqs.actions, t_actions) & (ctx_end >= 1)

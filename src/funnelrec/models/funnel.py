@@ -552,7 +552,7 @@ class FunnelModel(Recommender):
         keep = min(merged.n_events, max(self.history_len, self.max_len))
         merged = merged.prefix(np.array([0]), np.array([merged.n_events]))
         if merged.n_events > keep:
-            merged = _tail(merged, keep)
+            merged = merged.suffix(keep, restart=True)
         self._live[key] = merged
         # One short sequence: a single thread is several times faster than a thread pool.
         threads = torch.get_num_threads()
@@ -703,22 +703,6 @@ def _concat_one(a: Sequences, b: Sequences, session_gap_s: float) -> Sequences:
         sessions=np.concatenate([a.sessions, sessions]),
         vocab=a.vocab,
         target_actions=a.target_actions,
-    )
-
-
-def _tail(seqs: Sequences, keep: int) -> Sequences:
-    """The last `keep` events of a single-row history."""
-    sl = slice(seqs.n_events - keep, seqs.n_events)
-    return Sequences(
-        offsets=np.array([0, keep]),
-        customers=seqs.customers,
-        items=seqs.items[sl],
-        actions=seqs.actions[sl],
-        timestamps=seqs.timestamps[sl],
-        gaps=seqs.gaps[sl],
-        sessions=seqs.sessions[sl] - seqs.sessions[sl][0],
-        vocab=seqs.vocab,
-        target_actions=seqs.target_actions,
     )
 
 

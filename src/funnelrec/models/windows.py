@@ -127,23 +127,7 @@ def training_windows(
     session predicts the first target event of any later session.
     """
     keep = np.flatnonzero(train.lengths >= 2)
-    take = np.minimum(train.lengths[keep], max_len + 1)
-    win = train.prefix(keep, train.lengths[keep])  # whole rows, then cut the tail below
-    starts = win.offsets[1:] - take
-    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(take, out=offsets[1:])
-    idx = np.repeat(starts - offsets[:-1], take) + np.arange(offsets[-1])
-    w = Sequences(
-        offsets=offsets,
-        customers=win.customers,
-        items=win.items[idx],
-        actions=win.actions[idx],
-        timestamps=win.timestamps[idx],
-        gaps=win.gaps[idx],
-        sessions=win.sessions[idx],
-        vocab=win.vocab,
-        target_actions=train.target_actions,
-    )
+    w = train.select(keep).suffix(max_len + 1)  # a window into each longer history
     n_ev = w.n_events
     rows = w.row_of_events()
     last = np.zeros(n_ev, dtype=bool)
@@ -177,12 +161,7 @@ def holdout_last_target(
     or before its session for a conversion target) and is removed, with everything after it,
     from what is trained on. Returns (trainable part, validation contexts, target items).
     """
-    rows = train.row_of_events()
-    idx = np.arange(train.n_events)
-    pos = idx - train.offsets[rows]
-    boundary = pos == 0
-    boundary[1:] |= train.sessions[1:] != train.sessions[:-1]
-    session_start = np.maximum.accumulate(np.where(boundary, idx, 0)) - train.offsets[rows]
+    rows, pos, session_start = train.positions()
     ctx_end = session_start if conversion else pos
     cand = np.flatnonzero(np.isin(train.actions, train.target_actions) & (ctx_end >= 1))
     # Per row: the candidate with the largest context end (first such event).
