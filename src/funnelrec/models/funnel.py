@@ -98,6 +98,7 @@ class FunnelModel(Recommender):
         device: str = "cpu",
         internal_validation: bool = True,
         session_gap_minutes: float = 30.0,
+        min_conversion_labels: int = 500,
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -128,6 +129,7 @@ class FunnelModel(Recommender):
         self.device = device
         self.internal_validation = internal_validation
         self.session_gap_minutes = session_gap_minutes
+        self.min_conversion_labels = min_conversion_labels
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -162,6 +164,7 @@ class FunnelModel(Recommender):
         train = self._drop(train)
         vocab = train.vocab
         self.conversion_ = conversion
+        self.score_task_ = 1 if conversion else 0  # revisited after training
         self.target_actions_ = tuple(int(a) for a in train.target_actions)
         cat, brand, band = item_metadata_codes(vocab)
         cfg = FunnelNetConfig(
@@ -260,9 +263,29 @@ class FunnelModel(Recommender):
             net.load_state_dict(best_state)
         if not hasattr(self, "best_epoch_"):
             self.best_epoch_ = len(self.history_)
-        self.fit_seconds_ = time.perf_counter() - started
         net.eval()
+        self._choose_scoring_task(valid, mask_history, int((lab_conv > 0).sum()))
+        self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def _choose_scoring_task(self, valid, mask_history: bool, n_conversion_labels: int) -> None:
+        """Which head scores a conversion target: the conversion head or the next-event head.
+
+        Decided on validation cases when there are any; without them, the conversion head
+        needs enough examples of its own (short logs may hold only a handful of later-session
+        conversions, which leaves that head barely trained).
+        """
+        self.score_task_ = 1 if self.conversion_ else 0
+        if not self.conversion_:
+            return
+        if valid is not None and len(valid[1]):
+            by_task = {}
+            for task in (0, 1):
+                self.score_task_ = task
+                by_task[task] = self._valid_ndcg(*valid, mask_history=mask_history)
+            self.score_task_ = max(by_task, key=lambda t: (by_task[t], t))
+        elif n_conversion_labels < self.min_conversion_labels:
+            self.score_task_ = 0
 
     def _step(
         self,
@@ -377,7 +400,7 @@ class FunnelModel(Recommender):
         if net.training:
             net.eval()
         batch, _ = pad_histories(h_seqs, self.max_len)
-        task = 1 if self.conversion_ else 0
+        task = getattr(self, "score_task_", 1 if self.conversion_ else 0)
         dev = self._device
         h = net.for_task(
             net.encode(
@@ -613,7 +636,7 @@ class FunnelModel(Recommender):
         """Learned importance of each action type: input gate and history-term weight."""
         self._check_fitted()
         gate = self.net_.action_gate.detach().cpu().numpy()
-        hist = self.net_.history_action.detach().cpu().numpy()[1 if self.conversion_ else 0]
+        hist = self.net_.history_action.detach().cpu().numpy()[self.score_task_]
         return {
             name: {"input_gate": float(gate[i]), "history_weight": float(hist[i])}
             for i, name in enumerate(self.vocab_.action_names)
@@ -646,6 +669,7 @@ class FunnelModel(Recommender):
             "net": self.net_.cfg.to_dict(),
             "target_actions": list(self.target_actions_),
             "conversion": self.conversion_,
+            "score_task": self.score_task_,
             "best_epoch": self.best_epoch_,
             "history": self.history_,
         }
@@ -682,6 +706,7 @@ class FunnelModel(Recommender):
         model.n_items_ = model.vocab_.n_items
         model.target_actions_ = tuple(meta["target_actions"])
         model.conversion_ = meta["conversion"]
+        model.score_task_ = meta.get("score_task", 1 if model.conversion_ else 0)
         model.best_epoch_, model.history_ = meta["best_epoch"], meta["history"]
         return model
 
