@@ -199,12 +199,8 @@ def profiles_table(model_dir: str | Path, events: str | Path | None = None) -> A
         df = table.df().rename(columns={"ts": "timestamp"})
         table.con.close()
         for cid, part in df.groupby("customer_id", sort=False):
-            model.update(str(cid), part[["customer_id", "item_id", "action", "timestamp"]])
-        base = model.profiles()
-        for cid, hist in model._live.items():  # customers touched by the new events
-            base.loc[cid] = model.profiles(hist).iloc[0].to_numpy()
-        return base
-    return model.profiles()
+            model.append_events(str(cid), part[["item_id", "action", "timestamp"]])
+    return model.profiles()  # includes the appended events
 
 
 def write_csv(df: Any, path: str | Path) -> Path:

@@ -435,20 +435,25 @@ def load_sequences(
 
 
 def encode_histories(
-    vocab: Vocabulary, events: pd.DataFrame, session_gap_minutes: float = 30.0
+    vocab: Vocabulary,
+    events: pd.DataFrame,
+    session_gap_minutes: float = 30.0,
+    after: float | None = None,
 ) -> tuple[Sequences, dict[str, int]]:
     """Encode raw-id histories (canonical columns) with an existing vocabulary.
 
     This is how a new customer's journey, or new events of a known one, reach a fitted model.
-    `timestamp` is optional (row order is used without it). Events whose item or action the
-    vocabulary does not know are dropped and counted in the returned dict.
+    Without a `customer_id` column the events are one customer's. `timestamp` is optional:
+    without it events follow `after` (the time of the customer's last known event) in row
+    order. Events whose item, action or timestamp cannot be used are dropped and counted in
+    the returned dict.
 
     Examples
     --------
     >>> hist, dropped = encode_histories(vocab, pd.DataFrame(
     ...     {"customer_id": ["new"], "item_id": ["i00001"], "action": ["view"]}))  # doctest: +SKIP
     """
-    for col in ("customer_id", "item_id", "action"):
+    for col in ("item_id", "action"):
         if col not in events.columns:
             raise InputError(
                 "history events lack a required column",
@@ -459,14 +464,15 @@ def encode_histories(
     if "timestamp" in df.columns:
         ts = to_seconds(df["timestamp"])
     else:
-        ts = np.arange(len(df), dtype=np.float64)
-    items = np.array([vocab.item_index(str(x)) for x in df["item_id"]], dtype=np.int64)
-    actions = np.array(
-        [
+        ts = (0.0 if after is None else after) + 1.0 + np.arange(len(df), dtype=np.float64)
+    items = np.fromiter((vocab.item_index(x) for x in df["item_id"]), np.int64, len(df))
+    actions = np.fromiter(
+        (
             vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
             for a in df["action"]
-        ],
-        dtype=np.int64,
+        ),
+        np.int64,
+        len(df),
     )
     keep = (items >= 0) & (actions >= 0) & ~np.isnan(ts)
     dropped = {
@@ -474,11 +480,12 @@ def encode_histories(
         "unknown action": int(((items >= 0) & (actions < 0)).sum()),
         "bad timestamp": int(((items >= 0) & (actions >= 0) & np.isnan(ts)).sum()),
     }
-    cust = df["customer_id"].astype(str).to_numpy()
-    order_keys = pd.factorize(cust)[0]
+    if "customer_id" in df.columns:
+        order_keys, uniq = pd.factorize(df["customer_id"].astype(str).to_numpy())
+    else:
+        order_keys, uniq = np.zeros(len(df), dtype=np.int64), np.array([None], dtype=object)
     sub = np.flatnonzero(keep)
     order = sub[np.lexsort((sub, ts[sub], order_keys[sub]))]
-    uniq = pd.unique(cust)
     counts = np.bincount(order_keys[order], minlength=len(uniq))
     offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -500,7 +507,9 @@ def encode_histories(
     )
     seqs = Sequences(
         offsets=offsets,
-        customers=np.array([vocab.customer_index(c) for c in uniq], dtype=np.int32),
+        customers=np.array(
+            [-1 if c is None else vocab.customer_index(c) for c in uniq], dtype=np.int32
+        ),
         items=items[order].astype(np.int32),
         actions=actions[order].astype(np.int8),
         timestamps=t,

@@ -124,7 +124,21 @@ class RepeatPurchase(RecentItems):
         return scores
 
 
-class SessionItemKNN(Recommender):
+class _ItemToItem(Recommender):
+    """Scores items through an item x item matrix `matrix_` from the recent history:
+    score_j = sum over the last `n_recent` events h of decay^age(h) * matrix_[h, j]."""
+
+    n_recent: int
+    decay: float
+
+    def _score(self, histories: Sequences) -> np.ndarray:
+        age = _age(histories)
+        w = np.where(age < self.n_recent, self.decay**age, 0.0)
+        h = _history_matrix(histories, w)
+        return np.asarray((h @ self.matrix_).todense()) + _TIE * self.pop_
+
+
+class SessionItemKNN(_ItemToItem):
     """Item-item cosine similarity from co-occurrence within a session (within `window` steps).
 
     A history scores item j by sum_h decay^age(h) * sim(h, j) over its last `n_recent` events.
@@ -156,19 +170,13 @@ class SessionItemKNN(Recommender):
         co.sum_duplicates()
         freq = np.bincount(train.items, minlength=n).astype(np.float64)
         inv = 1.0 / np.sqrt(np.maximum(freq, 1.0))
-        self.sim_ = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr().astype(np.float32)
+        self.matrix_ = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr().astype(np.float32)
         self.pop_ = _popularity(train)
         self.n_items_ = n
         return self
 
-    def _score(self, histories: Sequences) -> np.ndarray:
-        age = _age(histories)
-        w = np.where(age < self.n_recent, self.decay**age, 0.0)
-        h = _history_matrix(histories, w)
-        return np.asarray((h @ self.sim_).todense()) + _TIE * self.pop_
 
-
-class Markov(Recommender):
+class Markov(_ItemToItem):
     """First-order transitions P(next item | item), applied to the last `n_recent` events."""
 
     name = "markov"
@@ -185,13 +193,7 @@ class Markov(Recommender):
         t = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)).tocsr()
         t.sum_duplicates()
         out = np.asarray(t.sum(axis=1)).ravel()
-        self.trans_ = (sp.diags(1.0 / np.maximum(out, 1.0)) @ t).tocsr().astype(np.float32)
+        self.matrix_ = (sp.diags(1.0 / np.maximum(out, 1.0)) @ t).tocsr().astype(np.float32)
         self.pop_ = _popularity(train)
         self.n_items_ = n
         return self
-
-    def _score(self, histories: Sequences) -> np.ndarray:
-        age = _age(histories)
-        w = np.where(age < self.n_recent, self.decay**age, 0.0)
-        h = _history_matrix(histories, w)
-        return np.asarray((h @ self.trans_).todense()) + _TIE * self.pop_

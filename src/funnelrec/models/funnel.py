@@ -32,14 +32,13 @@ from funnelrec.models.windows import (
     pad_histories,
     training_windows,
 )
-from funnelrec.schema import ACTION_SYNONYMS, PURCHASE, FunnelrecError
+from funnelrec.schema import PURCHASE, FunnelrecError
 from funnelrec.sequences import (
     Sequences,
     atomic_write,
     concat_sequences,
     encode_histories,
     load_sequences,
-    to_seconds,
 )
 
 
@@ -555,28 +554,36 @@ class FunnelModel(Recommender):
         ids, scores = self.recommend(hist, k=k, exclude_seen=exclude_seen)
         return pd.DataFrame({"item_id": self.vocab_.item_ids[ids[0]], "score": scores[0]})
 
+    def append_events(self, customer_id: str, new_events: pd.DataFrame) -> Sequences:
+        """Append events to a customer's stored history (new customers start empty).
+
+        Only the last `max(history_len, max_len)` events are kept. Returns the history.
+        """
+        self._check_fitted()
+        key, rows = str(customer_id), self._rows  # `_rows` also sets up the live state
+        old = self._live.get(key)
+        if old is None and key in rows:
+            old = self.histories_.select(np.array([rows[key]]))
+        last = float(old.timestamps[-1]) if old is not None and old.n_events else None
+        new, _ = encode_histories(
+            self.vocab_,
+            new_events.drop(columns="customer_id", errors="ignore"),
+            self.session_gap_minutes,
+            after=last,
+        )
+        gap_s = self.session_gap_minutes * 60.0 if self.vocab_.has_time else 0.0
+        merged = new if old is None else _concat_one(old, new, gap_s)
+        limit = max(self.history_len, self.max_len)
+        if merged.n_events > limit:
+            merged = merged.suffix(limit, restart=True)
+        self._live[key] = merged
+        return merged
+
     def update(
         self, customer_id: str, new_events: pd.DataFrame, k: int = 10
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Append events to a customer's history; return (profile, top-k item ids).
-
-        New customers start an empty history. Only the last `history_len` events are kept.
-        """
-        self._check_fitted()
-        key = str(customer_id)
-        row = self._rows.get(key)
-        old = self._live.get(key)
-        if old is None:
-            old = self.histories_.select(np.array([row])) if row is not None else None
-        last = float(old.timestamps[-1]) if old is not None and old.n_events else None
-        new = self._encode_one(new_events, last)
-        gap_s = self.session_gap_minutes * 60.0 if self.vocab_.has_time else 0.0
-        merged = new if old is None else _concat_one(old, new, gap_s)
-        keep = min(merged.n_events, max(self.history_len, self.max_len))
-        merged = merged.prefix(np.array([0]), np.array([merged.n_events]))
-        if merged.n_events > keep:
-            merged = merged.suffix(keep, restart=True)
-        self._live[key] = merged
+        """Append events to a customer's history; return (profile, top-k item ids)."""
+        merged = self.append_events(customer_id, new_events)
         # One short sequence: a single thread is several times faster than a thread pool.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -587,50 +594,10 @@ class FunnelModel(Recommender):
                 profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
         finally:
             torch.set_num_threads(threads)
+        k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return profile, top
-
-    def _encode_one(self, events: pd.DataFrame, after: float | None) -> Sequences:
-        """One customer's new raw events -> a one-row history (unknown items dropped).
-
-        `after` is the time of the customer's last stored event: events without timestamps
-        follow it in the order given.
-        """
-        vocab = self.vocab_
-        items = np.fromiter((vocab.item_index(x) for x in events["item_id"]), np.int64, len(events))
-        actions = np.fromiter(
-            (
-                vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
-                for a in events["action"]
-            ),
-            np.int64,
-            len(events),
-        )
-        start = 0.0 if after is None else after
-        if "timestamp" in events.columns:
-            ts = to_seconds(events["timestamp"])
-        else:
-            ts = start + 1.0 + np.arange(len(events), dtype=np.float64)
-        keep = (items >= 0) & (actions >= 0) & np.isfinite(ts)
-        order = np.flatnonzero(keep)[np.argsort(ts[keep], kind="stable")]
-        t = ts[order]
-        gaps = np.zeros(len(order), np.float32)
-        gaps[1:] = np.diff(t)
-        if vocab.has_time:
-            sessions = np.cumsum(gaps > self.session_gap_minutes * 60.0).astype(np.int32)
-        else:  # order-only data: every event stands alone, as in training
-            sessions = np.arange(len(order), dtype=np.int32)
-        return Sequences(
-            offsets=np.array([0, len(order)]),
-            customers=np.array([-1], np.int32),
-            items=items[order].astype(np.int32),
-            actions=actions[order].astype(np.int8),
-            timestamps=t,
-            gaps=gaps,
-            sessions=sessions,
-            vocab=vocab,
-        )
 
     def action_weights(self) -> dict[str, dict[str, float]]:
         """Learned importance of each action type: input gate and history-term weight."""

@@ -57,6 +57,7 @@ class FunnelNetConfig:
 class FunnelNet(nn.Module):
     def __init__(self, cfg: FunnelNetConfig) -> None:
         super().__init__()
+        self._item_cache: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.cfg = cfg
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)  # 0 = padding
@@ -196,7 +197,35 @@ class FunnelNet(nn.Module):
 
     def loadings(self) -> torch.Tensor:
         """(n_items, k) how much each trait raises each item's score."""
-        return self.to_loadings(self.item_vectors())
+        return self._all_items()[1]
+
+    def _all_items(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every item's vector and trait loadings.
+
+        Recomputing them costs O(items x d) per call, which would dominate scoring one
+        customer; they are cached while the network is frozen (eval mode, no gradients).
+        """
+        frozen = not self.training and not torch.is_grad_enabled()
+        if frozen and self._item_cache is not None:
+            return self._item_cache
+        vecs = self.item_vectors()
+        load = self.to_loadings(vecs) if self.cfg.bottleneck else None
+        if frozen:
+            self._item_cache = (vecs, load)
+        return vecs, load
+
+    # Anything that changes weights, mode or device drops the cache.
+    def train(self, mode: bool = True) -> FunnelNet:
+        self._item_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._item_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _apply(self, *args, **kwargs):
+        self._item_cache = None
+        return super()._apply(*args, **kwargs)
 
     def for_task(self, h: torch.Tensor, task: int) -> torch.Tensor:
         """States specialised for a task (0 = next event, 1 = next conversion)."""
@@ -241,13 +270,14 @@ class FunnelNet(nn.Module):
         without ever building the (N, n_items) matrix.
         """
         if cols is None:
-            vecs = self.item_vectors()
+            vecs, load = self._all_items()
             bias = self.item_bias
         else:
             vecs = self.item_vectors(cols + 1)
+            load = self.to_loadings(vecs) if self.cfg.bottleneck else None
             bias = self.item_bias[cols]
         if self.cfg.bottleneck:
-            s = self.logit_scale.exp() * (self.traits(h) @ self.to_loadings(vecs).T)
+            s = self.logit_scale.exp() * (self.traits(h) @ load.T)
         else:
             s = h @ vecs.T
         s = s + bias
