@@ -79,11 +79,11 @@ def run_dataset(name: str, source, targets: list[str], models: list[str]) -> dic
     return out
 
 
-def latency(n_updates: int = 10_000) -> dict:
+def latency(n_updates: int = 10_000, n_items: int = 500) -> dict:
     """p50 / p99 of `update()` (one customer, one event) on a model fitted to generated data."""
     from funnelrec.datasets import generate_funnel
 
-    data = generate_funnel(n_customers=2000, seed=0)
+    data = generate_funnel(n_customers=2000, n_items=n_items, seed=0)
     seqs = load_sequences(data.events)[0]
     sp = make_split(seqs, SplitConfig(target="purchase"))
     model = FunnelModel(epochs=2).fit(sp.train)
@@ -119,7 +119,7 @@ def markdown(results: dict) -> str:
     """Tables for docs/benchmarks.md from the results file."""
     lines = []
     for key, r in results.items():
-        if key == "update_latency":
+        if key.startswith("update_latency"):
             continue
         sp = r["split"]
         lines += [
@@ -161,6 +161,7 @@ def main() -> None:
         "funnel_no_removals,funnel_no_bottleneck",
     )
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--latency-items", type=int, default=500)
     ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "funnel.json")
     args = ap.parse_args()
@@ -169,8 +170,13 @@ def main() -> None:
         print(markdown(results))
         return
     if args.latency:
-        results["update_latency"] = latency()
-        print(results["update_latency"])
+        key = (
+            "update_latency"
+            if args.latency_items == 500
+            else f"update_latency_{args.latency_items}"
+        )
+        results[key] = latency(n_items=args.latency_items)
+        print(results[key])
     else:
         only = [s for s in args.only.split(",") if s]
         models = [m for m in args.models.split(",") if m]
