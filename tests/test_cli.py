@@ -136,6 +136,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "events.csv",
         "results.json",
         "results.html",
+        "report.html",
+        "model/traits.json",
+        "model/segments.json",
         "inspect.json",
         "ground_truth_customers.json",
         "sequences/sequences.safetensors",
@@ -158,8 +161,11 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     import pandas as pd
 
+    from funnelrec.profiles import BEHAVIOURS
+
     table = pd.read_csv(prof)
-    assert table.columns[0] == "customer_id" and table.shape[1] == 7
+    assert table.columns[0] == "customer_id" and table.shape[1] == 1 + 6 + len(BEHAVIOURS)
+    assert list(table.columns[7:]) == [f"behaviour_{b}" for b in BEHAVIOURS]
     assert table.iloc[:, 1:].apply(lambda c: c.between(0, 1).all()).all()
     cid = str(table["customer_id"].iloc[0])
     res = runner.invoke(app, ["recommend", str(model_dir), "--customer", cid, "-k", "4", "--json"])
@@ -167,3 +173,54 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     assert len(json.loads(res.stdout)["items"]) == 4
     res = runner.invoke(app, ["recommend", str(model_dir), "--customer", "nobody"])
     assert res.exit_code == 2 and "unknown customer" in res.output
+
+
+def test_traits_segments_explain_report(funnel_csv: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    res = runner.invoke(
+        app, ["fit", str(funnel_csv), "--out", str(model_dir), "--traits", "4", "--epochs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["traits", str(model_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    cards = json.loads(res.stdout)
+    assert [c["trait"] for c in cards] == ["trait_01", "trait_02", "trait_03", "trait_04"]
+    assert all(c["name"] and c["description"] and c["top_items"] for c in cards)
+    res = runner.invoke(app, ["traits", str(model_dir)])
+    assert res.exit_code == 0 and "trait_04" in res.output
+
+    out = tmp_path / "seg" / "segments.csv"
+    res = runner.invoke(app, ["segments", str(model_dir), "--n-segments", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    seg = pd.read_csv(out)
+    assert list(seg.columns) == ["customer_id", "segment"] and set(seg.segment) == {0, 1, 2}
+    cards = json.loads(out.with_suffix(".json").read_text())["segments"]
+    assert sum(c["size"] for c in cards) == len(seg)
+
+    cid = str(seg.customer_id.iloc[0])
+    res = runner.invoke(
+        app, ["recommend", str(model_dir), "--customer", cid, "-k", "3", "--explain", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    items = json.loads(res.stdout)["items"]
+    assert len(items) == 3 and all(i["text"].startswith("Recommended: ") for i in items)
+    res = runner.invoke(app, ["recommend", str(model_dir), "--customer", cid, "--explain"])
+    assert res.exit_code == 0 and "why" in res.output
+
+    html = tmp_path / "report.html"
+    res = runner.invoke(app, ["report", str(model_dir), "--out", str(html)])
+    assert res.exit_code == 0, res.output
+    text = html.read_text()
+    assert "<script src=" not in text  # self-contained: no CDN
+    for section in (
+        "overview",
+        "action-weights",
+        "traits",
+        "customer-map",
+        "item-map",
+        "segments",
+        "examples",
+    ):
+        assert f"id='{section}'" in text

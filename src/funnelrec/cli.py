@@ -309,6 +309,8 @@ def demo(
         ("inspect.json", "ingestion report and funnel statistics"),
         ("results.json", "HR/NDCG/MRR per model, per history-length bucket"),
         ("results.html", "chart of the results (open in a browser)"),
+        ("model/", "the fitted funnel model, trait cards (traits.json), segments"),
+        ("report.html", "the report: funnel, action weights, traits, segments, examples"),
     ):
         console.print(f"  {name:<30} {what}", highlight=False)
 
@@ -412,7 +414,9 @@ def fit(
 @app.command()
 def profiles(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
-    out: Annotated[Path, typer.Option(help="CSV: customer_id, then one column per trait.")],
+    out: Annotated[
+        Path, typer.Option(help="CSV: customer_id, the learned traits, then the behavioural block.")
+    ],
     events: Annotated[
         Path | None, typer.Option(help="More events to add before profiling.")
     ] = None,
@@ -435,30 +439,112 @@ def recommend(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
     customer: Annotated[str, typer.Option(help="Customer id.")],
     k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
+    explain: Annotated[bool, typer.Option(help="Explain each item (traits and events).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Top-k items for a customer, with scores."""
+    """Top-k items for a customer, with scores (and explanations with --explain)."""
     from funnelrec.models import FunnelModel
+    from funnelrec.pipeline import explain_recommendations
 
     try:
-        recs = FunnelModel.load(model_dir).recommend_for(customer, k=k)
+        if explain:
+            res = explain_recommendations(model_dir, customer, k=k)
+            recs = [{"item_id": e["item_id"], "score": e["score"]} for e in res["items"]]
+        else:
+            df = FunnelModel.load(model_dir).recommend_for(customer, k=k)
+            recs, res = df.to_dict(orient="records"), None
     except FunnelrecError as exc:
         _fail(exc)
     if as_json:
-        sys.stdout.write(
-            json.dumps(
-                {"customer_id": customer, "items": recs.to_dict(orient="records")}, default=str
-            )
-            + "\n"
-        )
+        payload = res if res is not None else {"customer_id": customer, "items": recs}
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
         return
     table = Table(title=f"recommendations for {customer}")
     table.add_column("rank", justify="right")
     table.add_column("item")
     table.add_column("score", justify="right")
-    for i, row in enumerate(recs.itertuples(), start=1):
-        table.add_row(str(i), str(row.item_id), f"{row.score:.3f}")
+    if res is not None:
+        table.add_column("why")
+    for i, row in enumerate(recs, start=1):
+        cells = [str(i), str(row["item_id"]), f"{row['score']:.3f}"]
+        if res is not None:
+            cells.append(res["items"][i - 1]["text"].split(" — ", 1)[-1])
+        table.add_row(*cells)
     console.print(table)
+
+
+@app.command()
+def traits(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the cards as JSON.")] = False,
+) -> None:
+    """Print the trait cards: what raises each trait and who has it (saved with the model)."""
+    from funnelrec.pipeline import load_description
+
+    try:
+        desc = load_description(model_dir)
+    except FunnelrecError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(desc.cards) + "\n")
+        return
+    for c in desc.cards:
+        cats = ", ".join(x["name"] for x in c["top_categories"][:3]) or "-"
+        items = ", ".join(x["item_id"] for x in c["top_items"][:5])
+        console.print(
+            f"[bold]{c['trait']}[/] [cyan]{c['name']}[/]  mean {c['mean']:.2f}\n"
+            f"  {c['description']}\n  categories: {cats}\n  top items: {items}",
+            highlight=False,
+        )
+
+
+@app.command()
+def segments(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
+    out: Annotated[Path, typer.Option(help="CSV: customer_id, segment.")],
+    n_segments: Annotated[
+        int | None, typer.Option(help="Number of segments (default: best silhouette).")
+    ] = None,
+) -> None:
+    """Group customers into archetypes; segment cards go to a JSON file beside the CSV."""
+    from funnelrec.pipeline import segments_table, write_csv, write_json
+
+    try:
+        table, desc = segments_table(model_dir, n_segments)
+    except FunnelrecError as exc:
+        _fail(exc)
+    write_csv(table, out)
+    cards_path = out.with_suffix(".json")
+    write_json({"segments": desc.segments, "silhouette": desc.silhouette}, cards_path)
+    t = Table(title=f"{len(desc.segments)} segments")
+    for col in ("segment", "customers", "bought", "removed", "name"):
+        t.add_column(col)
+    for sc in desc.segments:
+        t.add_row(
+            str(sc["segment"]),
+            f"{sc['size']:,}",
+            f"{100 * sc['conversion_rate']:.0f}%",
+            f"{100 * sc['removal_rate']:.0f}%",
+            sc["name"],
+        )
+    console.print(t)
+    console.print(f"segments written to {out}, cards to {cards_path}", highlight=False)
+
+
+@app.command()
+def report(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report (works offline) for a fitted model."""
+    from funnelrec.pipeline import write_report
+
+    try:
+        with console.status("writing the report"):
+            path = write_report(model_dir, out)
+    except FunnelrecError as exc:
+        _fail(exc)
+    console.print(f"report written to {path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

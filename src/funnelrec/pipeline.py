@@ -41,8 +41,12 @@ def evaluate_sequences(
     mask_history: bool = False,
     progress: Callable[[str], None] | None = None,
     model_params: dict[str, dict[str, Any]] | None = None,
+    fitted: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Split, fit every model on the training part and score validation and test cases."""
+    """Split, fit every model on the training part and score validation and test cases.
+
+    `fitted`, when given, receives the fitted models by name.
+    """
     sp = make_split(seqs, split)
     if len(sp.test) == 0:
         raise FunnelrecError(
@@ -53,7 +57,7 @@ def evaluate_sequences(
     for name, params in (model_params or {}).items():
         if name in makers:
             makers[name] = partial(makers[name], **params)
-    results = compare(makers, sp, mask_history=mask_history, progress=progress)
+    results = compare(makers, sp, mask_history=mask_history, progress=progress, fitted=fitted)
     return {
         "dataset": dataset,
         "split": sp.describe(),
@@ -135,6 +139,7 @@ def run_demo(
         {"ingest": ingest.to_dict(), "sequences": seq_report.to_dict(), "funnel": stats},
         out / "inspect.json",
     )
+    fitted: dict[str, Any] = {}
     results = evaluate_sequences(
         seqs,
         DEMO_MODELS,
@@ -142,9 +147,19 @@ def run_demo(
         model_params={"funnel": {"epochs": epochs, "seed": seed}},
         dataset="built-in generator",
         progress=progress,
+        fitted=fitted,
     )
     write_json(flat_results(results), out / "results.json")
     metrics_chart(results, out / "results.html")
+    # The funnel model, profiling every customer from all their events, with its trait
+    # cards and segments, and the report that shows them.
+    if progress:
+        progress("profiles, segments and the report")
+    model = fitted["funnel"]
+    model.set_histories(seqs)
+    model.save(out / "model")
+    describe_model(model, out / "model", seed=seed)
+    write_report(out / "model", out / "report.html", title="funnelrec demo: built-in generator")
     return {
         "out": str(out),
         "ingest": ingest,
@@ -174,7 +189,7 @@ def fit_funnel(
     model.fit(sp.train, valid=valid, progress=progress)
     # The saved model keeps every customer's full history, so profiles and recommendations
     # use all their events (the weights were learned on the training part only).
-    model.histories_, model._row_index = seqs, None
+    model.set_histories(seqs)
     report = {
         "split": sp.describe(),
         "test": evaluate(model, sp) if len(sp.test) else {},
@@ -185,7 +200,55 @@ def fit_funnel(
     }
     model.save(out)
     write_json(report, Path(out) / "fit_report.json")
+    describe_model(model, out, seed=seed)
     return report
+
+
+def describe_model(
+    model: Any, model_dir: str | Path, n_segments: int | None = None, seed: int = 0
+) -> tuple[Any, Any, Any]:
+    """Trait cards, segments and behaviour reference, saved beside the model."""
+    from funnelrec.profiles import describe
+
+    desc, profiles, labels = describe(model, n_segments=n_segments, seed=seed)
+    desc.save(model_dir)
+    return desc, profiles, labels
+
+
+def load_description(model_dir: str | Path, model: Any = None) -> Any:
+    """The saved description, computed (and saved) first for models fitted before it existed."""
+    from funnelrec.models import FunnelModel
+    from funnelrec.profiles import Description
+
+    if (Path(model_dir) / "traits.json").exists():
+        return Description.load(model_dir)
+    return describe_model(model or FunnelModel.load(model_dir), model_dir)[0]
+
+
+def segments_table(model_dir: str | Path, n_segments: int | None = None) -> tuple[Any, Any]:
+    """(customer_id, segment) for every customer, and the segment description (re-saved)."""
+    import pandas as pd
+
+    from funnelrec.models import FunnelModel
+
+    model = FunnelModel.load(model_dir)
+    desc, profiles, labels = describe_model(model, model_dir, n_segments=n_segments)
+    table = pd.DataFrame({"customer_id": profiles.index, "segment": labels})
+    return table, desc
+
+
+def explain_recommendations(model_dir: str | Path, customer: str, k: int = 10) -> dict[str, Any]:
+    """Top-k for a known customer, each with its explanation (trait names from the cards)."""
+    from funnelrec.models import FunnelModel
+    from funnelrec.profiles import explain
+
+    model = FunnelModel.load(model_dir)
+    desc = load_description(model_dir, model)
+    names = [desc.trait_names().get(t, t) for t in model.trait_names()]
+    hist = model.history_of(customer)
+    ids, _scores = model.recommend(hist, k=k)
+    items = [explain(model, hist, int(j), trait_names=names) for j in ids[0]]
+    return {"customer_id": customer, "items": items}
 
 
 def profiles_table(model_dir: str | Path, events: str | Path | None = None) -> Any:
@@ -200,7 +263,11 @@ def profiles_table(model_dir: str | Path, events: str | Path | None = None) -> A
         table.con.close()
         for cid, part in df.groupby("customer_id", sort=False):
             model.append_events(str(cid), part[["item_id", "action", "timestamp"]])
-    return model.profiles()  # includes the appended events
+    from funnelrec.profiles import full_profiles
+
+    desc = load_description(model_dir, model)
+    # The behavioural block is ranked against the customers the model was described on.
+    return full_profiles(model, reference=desc.reference)  # includes the appended events
 
 
 def write_csv(df: Any, path: str | Path) -> Path:
@@ -208,3 +275,18 @@ def write_csv(df: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: df.to_csv(p, index=False))
     return path
+
+
+def write_report(model_dir: str | Path, out: str | Path, title: str | None = None) -> Path:
+    """The self-contained HTML report of a fitted model (computes the description if needed)."""
+    from funnelrec.models import FunnelModel
+    from funnelrec.profiles import assign_segments, full_profiles
+    from funnelrec.report import build_report
+
+    model = FunnelModel.load(model_dir)
+    desc = load_description(model_dir, model)
+    profiles = full_profiles(model, reference=desc.reference)
+    labels = assign_segments(profiles[desc.columns], desc.centers)
+    return build_report(
+        model, desc, profiles, labels, out, title=title or f"funnelrec report: {model_dir}"
+    )

@@ -73,8 +73,12 @@ def compare(
     mask_history: bool = False,
     progress: Callable[[str], None] | None = None,
     parts: Iterable[str] = ("valid", "test"),
+    fitted: dict[str, Recommender] | None = None,
 ) -> dict[str, Any]:
-    """Fit each model on `split.train` and evaluate it on validation and test cases."""
+    """Fit each model on `split.train` and evaluate it on validation and test cases.
+
+    Pass a dict as `fitted` to keep the fitted models (by name).
+    """
     out: dict[str, Any] = {}
     for name, make in models.items():
         if progress:
@@ -95,6 +99,8 @@ def compare(
         for part in parts:
             entry[part] = evaluate(model, split, part=part, mask_history=mask_history)
         out[name] = entry
+        if fitted is not None:
+            fitted[name] = model
     return out
 
 

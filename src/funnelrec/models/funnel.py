@@ -474,6 +474,34 @@ class FunnelModel(Recommender):
             "events": events,
         }
 
+    @torch.no_grad()
+    def score_items(self, histories: Sequences, items: np.ndarray) -> np.ndarray:
+        """(n, len(items)) scores of a few items (dense ids) for each history.
+
+        Cheaper than full scores when only some items matter (explanations re-score one
+        item for many edited histories).
+        """
+        self._check_fitted()
+        h, hist = self._encode_last(histories)
+        cols = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self._device)
+        return self.net_.score(h, hist, cols=cols).cpu().numpy()
+
+    @torch.no_grad()
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, d) item vectors (own embedding plus category, brand and price band)."""
+        self._check_fitted()
+        self.net_.eval()
+        return self.net_.item_vectors().cpu().numpy()
+
+    @torch.no_grad()
+    def trait_loadings(self) -> np.ndarray:
+        """(n_items, k): how much one unit of each trait adds to each item's score."""
+        self._check_fitted()
+        if not self.bottleneck:
+            raise FunnelrecError("this model was fitted without the trait bottleneck")
+        self.net_.eval()
+        return (self.net_.logit_scale.exp() * self.net_.loadings()).cpu().numpy()
+
     def trait_names(self) -> list[str]:
         return [f"trait_{k + 1:02d}" for k in range(self.n_traits)]
 
@@ -499,6 +527,15 @@ class FunnelModel(Recommender):
         return pd.DataFrame(
             values, index=pd.Index(ids, name="customer_id"), columns=self.trait_names()
         )
+
+    def set_histories(self, histories: Sequences) -> None:
+        """Use these histories for profiles and recommendations (weights unchanged).
+
+        Why: a model is fitted on the training part of a split but should profile every
+        customer from all their events; live updates made so far are dropped.
+        """
+        self._check_fitted()
+        self.histories_, self._row_index = histories, None
 
     def history_of(self, customer_id: str) -> Sequences:
         """The stored history of a known customer (one row), including live updates."""

@@ -1,0 +1,32 @@
+"""Readable profiles: behavioural traits, trait cards, explanations, segments, similarity."""
+
+from funnelrec.profiles.behaviour import BEHAVIOURS, behaviour_block, behaviour_stats
+from funnelrec.profiles.cards import trait_cards
+from funnelrec.profiles.describe import (
+    Description,
+    customer_profile,
+    describe,
+    full_profiles,
+    similar_customers,
+    similar_items,
+)
+from funnelrec.profiles.explain import explain, faithfulness
+from funnelrec.profiles.segments import assign_segments, fit_segments, segment_cards
+
+__all__ = [
+    "BEHAVIOURS",
+    "Description",
+    "assign_segments",
+    "behaviour_block",
+    "behaviour_stats",
+    "customer_profile",
+    "describe",
+    "explain",
+    "faithfulness",
+    "fit_segments",
+    "full_profiles",
+    "segment_cards",
+    "similar_customers",
+    "similar_items",
+    "trait_cards",
+]

@@ -1,0 +1,174 @@
+"""Behavioural traits: transparent statistics of each customer's journey, each put in [0, 1].
+
+Why: learned traits are only as readable as the evidence beside them. These statistics have
+documented formulas, so a learned trait can be described by how it correlates with them, and
+a user gets them next to the learned traits in every profile.
+
+Raw statistics (NaN where a customer has no evidence for one):
+
+    cart_rate          distinct items carted / distinct items viewed (capped at 1)
+    abandonment        share of carted items never purchased afterwards
+    removal_rate       removals / add-to-carts
+    impulse            -median seconds from an item's first view to its purchase (higher = faster)
+    price_level        mean within-category price percentile of the items viewed
+    price_sensitivity  price percentile of items viewed minus that of items bought
+    exploration        normalised entropy of the categories of the customer's events
+    loyalty            share of purchases of an item or brand bought before
+    frequency          sessions per active week (first to last event)
+    recency            -days since the customer's last event, up to the end of the data given
+
+Each is turned into [0, 1] by its percentile rank among the customers given (ties share their
+mean rank); a customer without evidence gets 0.5, the neutral middle. Everything is computed
+from the histories passed in, so computing it on training histories never sees the evaluation
+period.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from funnelrec.schema import ADD_CART, PURCHASE, REMOVE_CART, VIEW
+from funnelrec.sequences import Sequences, Vocabulary
+
+BEHAVIOURS: tuple[str, ...] = (
+    "cart_rate",
+    "abandonment",
+    "removal_rate",
+    "impulse",
+    "price_level",
+    "price_sensitivity",
+    "exploration",
+    "loyalty",
+    "frequency",
+    "recency",
+)
+PREFIX = "behaviour_"
+
+
+def price_percentile(vocab: Vocabulary) -> np.ndarray:
+    """(n_items,) price percentile of each item within its category (NaN = no price)."""
+    price = vocab.item_price.astype(np.float64)
+    out = np.full(vocab.n_items, np.nan)
+    known = ~np.isnan(price)
+    if known.any():
+        cat = vocab.item_category[known]
+        out[known] = pd.Series(price[known]).groupby(cat).rank(pct=True).to_numpy()
+    return out
+
+
+def behaviour_stats(seqs: Sequences) -> pd.DataFrame:
+    """Raw statistics, one row per history (index = row), columns = BEHAVIOURS."""
+    vocab = seqs.vocab
+    n = len(seqs)
+    ev = pd.DataFrame(
+        {
+            "row": seqs.row_of_events(),
+            "item": seqs.items,
+            "action": seqs.actions.astype(np.int64),
+            "t": seqs.timestamps,
+            "session": seqs.sessions,
+        }
+    )
+    ev["pos"] = np.arange(len(ev))
+    ev["cat"] = vocab.item_category[ev["item"].to_numpy()] if len(ev) else []
+    ev["brand"] = vocab.item_brand[ev["item"].to_numpy()] if len(ev) else []
+    ev["price_pct"] = price_percentile(vocab)[ev["item"].to_numpy()] if len(ev) else []
+    out = pd.DataFrame(index=pd.RangeIndex(n), columns=list(BEHAVIOURS), dtype=float)
+
+    views = ev[ev.action == VIEW]
+    carts = ev[ev.action == ADD_CART]
+    buys = ev[ev.action == PURCHASE]
+    removes = ev[ev.action == REMOVE_CART]
+    n_viewed = views.groupby("row").item.nunique()
+    n_carted = carts.groupby("row").item.nunique()
+    out["cart_rate"] = (n_carted / n_viewed).clip(upper=1.0)
+
+    # Abandonment: a carted item with no purchase of it after the (first) add-to-cart.
+    first_cart = carts.groupby(["row", "item"]).pos.min().rename("cart")
+    last_buy = buys.groupby(["row", "item"]).pos.max().rename("buy")
+    joined = pd.concat([first_cart, last_buy], axis=1).dropna(subset=["cart"])
+    abandoned = ~(joined["buy"] > joined["cart"])
+    out["abandonment"] = abandoned.groupby(level="row").mean()
+    out["removal_rate"] = (removes.groupby("row").size() / carts.groupby("row").size()).clip(
+        upper=1.0
+    )
+
+    first_view = views.groupby(["row", "item"]).t.min().rename("view")
+    first_buy = buys.groupby(["row", "item"]).t.min().rename("buy")
+    vb = pd.concat([first_view, first_buy], axis=1).dropna()
+    vb = vb[vb["buy"] >= vb["view"]]
+    out["impulse"] = -(vb["buy"] - vb["view"]).groupby(level="row").median()
+
+    out["price_level"] = views.groupby("row").price_pct.mean()
+    out["price_sensitivity"] = out["price_level"] - buys.groupby("row").price_pct.mean()
+
+    known = ev[ev.cat >= 0]
+    if len(known):
+        p = known.groupby(["row", "cat"]).size()
+        p = p / p.groupby(level="row").transform("sum")
+        entropy = -(p * np.log(p)).groupby(level="row").sum()
+        n_cats = max(len(np.unique(vocab.item_category[vocab.item_category >= 0])), 2)
+        out["exploration"] = entropy / np.log(n_cats)
+
+    if len(buys):
+        b = buys.sort_values("pos")
+        again_item = b.duplicated(["row", "item"])
+        again_brand = b.duplicated(["row", "brand"]) & (b.brand >= 0)
+        out["loyalty"] = (again_item | again_brand).groupby(b.row).mean()
+
+    if vocab.has_time and len(ev):
+        span_weeks = (ev.groupby("row").t.max() - ev.groupby("row").t.min()) / (7 * 86400.0)
+        sessions = ev.groupby("row").session.max() + 1
+        out["frequency"] = sessions / span_weeks.clip(lower=1.0)
+        out["recency"] = -(ev.t.max() - ev.groupby("row").t.max()) / 86400.0
+    return out.astype(float)
+
+
+def behaviour_reference(raw: pd.DataFrame, n: int = 101) -> dict[str, list[float]]:
+    """Quantiles of each raw statistic: what later customers are ranked against."""
+    q = np.linspace(0, 1, n)
+    return {
+        c: [float(v) for v in np.quantile(raw[c].dropna(), q)] if raw[c].notna().any() else []
+        for c in raw.columns
+    }
+
+
+def behaviour_block(
+    seqs: Sequences, reference: dict[str, list[float]] | None = None
+) -> pd.DataFrame:
+    """Percentile ranks in [0, 1] (0.5 without evidence), one row per history.
+
+    Ranked among the histories given, or, with `reference` (from `behaviour_reference` on
+    the training customers), against that saved population, so one new customer can be
+    placed without the others. Index: raw customer ids; columns: `behaviour_<name>`.
+    """
+    raw = behaviour_stats(seqs)
+    if reference is None:
+        ranked = raw.rank(pct=True, method="average")
+        # rank(pct=True) puts the smallest at 1/n; shift so the range is [0, 1].
+        counts = raw.notna().sum()
+        for col in raw.columns:
+            m = counts[col]
+            ranked[col] = (ranked[col] * m - 1) / (m - 1) if m > 1 else ranked[col] * 0 + 0.5
+    else:
+        ranked = pd.DataFrame(index=raw.index)
+        for col in raw.columns:
+            q = np.asarray(reference.get(col) or [], dtype=np.float64)
+            x = raw[col].to_numpy()
+            if len(q) < 2:
+                ranked[col] = np.full(len(x), np.nan)
+                continue
+            # Position within the saved quantiles; ties sit in the middle of their run.
+            lo = np.searchsorted(q, x, side="left")
+            hi = np.searchsorted(q, x, side="right")
+            ranked[col] = np.where(np.isnan(x), np.nan, (lo + hi) / 2 / len(q))
+            ranked[col] = ranked[col].clip(0.0, 1.0)
+    ranked = ranked.fillna(0.5)
+    ids = seqs.vocab.customer_ids
+    ranked.index = pd.Index(
+        [str(ids[c]) if c >= 0 else f"new_{j}" for j, c in enumerate(seqs.customers)],
+        name="customer_id",
+    )
+    ranked.columns = [PREFIX + c for c in raw.columns]
+    return ranked

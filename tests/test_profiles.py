@@ -1,0 +1,185 @@
+"""Readable profiles: behavioural formulas, trait cards, explanations, segments, similarity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from funnelrec.models import FunnelModel
+from funnelrec.profiles import (
+    BEHAVIOURS,
+    behaviour_block,
+    behaviour_stats,
+    customer_profile,
+    describe,
+    explain,
+    faithfulness,
+    fit_segments,
+    similar_customers,
+    similar_items,
+)
+from funnelrec.profiles.explain import drop_events
+from funnelrec.sequences import Sequences, load_sequences
+
+
+@pytest.fixture(scope="module")
+def model(seqs: Sequences) -> FunnelModel:
+    return FunnelModel(n_traits=6, epochs=3, seed=2).fit(seqs)
+
+
+@pytest.fixture(scope="module")
+def described(model: FunnelModel):
+    return describe(model, seed=0)
+
+
+def _events(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame(
+        rows,
+        columns=["customer_id", "timestamp", "action", "item_id", "category", "brand", "price"],
+    )
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+    return df
+
+
+def test_behaviour_formulas_on_a_known_journey() -> None:
+    rows = [
+        # a: views x, y; carts x and y; removes y; buys x 100 s after first viewing it.
+        ("a", 0, "view", "x", "c1", "b1", 1.0),
+        ("a", 10, "view", "y", "c1", "b2", 3.0),
+        ("a", 20, "add_cart", "x", "c1", "b1", 1.0),
+        ("a", 30, "add_cart", "y", "c1", "b2", 3.0),
+        ("a", 40, "remove_cart", "y", "c1", "b2", 3.0),
+        ("a", 100, "purchase", "x", "c1", "b1", 1.0),
+        # b: views three categories, buys z twice (a repeat purchase), never carts.
+        ("b", 0, "view", "x", "c1", "b1", 1.0),
+        ("b", 5, "view", "z", "c2", "b3", 2.0),
+        ("b", 6, "view", "w", "c3", "b4", 5.0),
+        ("b", 50, "purchase", "z", "c2", "b3", 2.0),
+        ("b", 90000, "purchase", "z", "c2", "b3", 2.0),
+    ]
+    seqs = load_sequences(_events(rows))[0]
+    raw = behaviour_stats(seqs)
+    raw.index = seqs.vocab.customer_ids[seqs.customers]
+    a, b = raw.loc["a"], raw.loc["b"]
+    assert a.cart_rate == pytest.approx(1.0)  # carted 2 of 2 viewed items
+    assert a.abandonment == pytest.approx(0.5)  # y carted, never bought
+    assert a.removal_rate == pytest.approx(0.5)  # 1 removal / 2 carts
+    assert a.impulse == pytest.approx(-100.0)
+    assert b.impulse == pytest.approx(-45.0)
+    assert np.isnan(b.cart_rate) or b.cart_rate == 0.0
+    assert b.loyalty == pytest.approx(0.5)  # second purchase repeats the first
+    assert b.exploration > a.exploration  # three categories against one
+    block = behaviour_block(seqs)
+    assert list(block.columns) == [f"behaviour_{n}" for n in BEHAVIOURS]
+    assert block.to_numpy().min() >= 0.0 and block.to_numpy().max() <= 1.0
+    assert block.loc["b", "behaviour_exploration"] == 1.0
+    assert block.loc["a", "behaviour_exploration"] == 0.0
+
+
+def test_reference_ranking_matches_population_ranking(seqs: Sequences) -> None:
+    from funnelrec.profiles.behaviour import behaviour_reference
+
+    pop = behaviour_block(seqs)
+    ref = behaviour_block(seqs, behaviour_reference(behaviour_stats(seqs)))
+    # Same customers, ranked against their own saved quantiles: the same order, near values.
+    for col in pop.columns:
+        assert np.abs(pop[col] - ref[col]).max() < 0.06, col
+
+
+def test_trait_cards(model: FunnelModel, described) -> None:
+    desc, profiles, _ = described
+    assert [c["trait"] for c in desc.cards] == model.trait_names()
+    load = model.trait_loadings()
+    for k, card in enumerate(desc.cards):
+        top = model.vocab_.item_ids[np.argsort(-load[:, k])[:3]]
+        assert [x["item_id"] for x in card["top_items"][:3]] == [str(t) for t in top]
+        assert set(card["behaviour_correlations"]) <= set(BEHAVIOURS)
+        assert all(-1 <= r <= 1 for r in card["behaviour_correlations"].values())
+        assert card["exemplars"][0]["value"] == pytest.approx(profiles.iloc[:, k].max())
+    assert len({c["name"] for c in desc.cards}) == len(desc.cards)
+    assert list(profiles.columns[:6]) == model.trait_names()
+
+
+def test_explanation_is_exact_and_attributions_are_real_drops(model: FunnelModel) -> None:
+    hist = model.history_of(model.vocab_.customer_ids[0])
+    ids, scores = model.recommend(hist, k=1)
+    item = int(ids[0, 0])
+    e = explain(model, hist, item)
+    parts = sum(t["contribution"] for t in e["traits"]) + e["bias"] + e["history_terms"]
+    assert parts == pytest.approx(e["score"], abs=1e-4)
+    assert e["score"] == pytest.approx(float(scores[0, 0]), abs=1e-4)
+    top = e["events"][0]
+    edited = drop_events(hist, [np.array([top["position"]])])
+    drop = e["score"] - float(model.score_items(edited, np.array([item]))[0, 0])
+    assert drop == pytest.approx(top["attribution"], abs=1e-4)
+    assert e["text"].startswith(f"Recommended: {e['item_id']}")
+
+
+def test_drop_events_remeasures_gaps(seqs: Sequences) -> None:
+    h = seqs.select(np.array([0]))
+    edited = drop_events(h, [np.array([1])])
+    assert edited.n_events == h.n_events - 1
+    assert edited.gaps[1] == pytest.approx(h.timestamps[2] - h.timestamps[0])
+
+
+def test_faithfulness_top_events_beat_random(model: FunnelModel, seqs: Sequences) -> None:
+    res = faithfulness(model, seqs, n_cases=40, seed=0)
+    assert res["cases"] == 40
+    assert res["share_top_beats_random"] >= 0.8, res
+
+
+def test_segments_find_planted_blobs() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.1, 0.1, 0.9], [0.9, 0.1, 0.1], [0.5, 0.9, 0.5]])
+    truth = rng.integers(0, 3, 600)
+    x = centres[truth] + rng.normal(0, 0.05, (600, 3))
+    seg = fit_segments(pd.DataFrame(x, columns=["a", "b", "c"]), seed=0)
+    assert seg["n_segments"] == 3
+    assert adjusted_rand_score(truth, seg["labels"]) > 0.95
+    sizes = np.bincount(seg["labels"])
+    assert (np.diff(sizes) <= 0).all()  # numbered by size
+    fixed = fit_segments(pd.DataFrame(x, columns=["a", "b", "c"]), n_segments=5, seed=0)
+    assert fixed["n_segments"] == 5
+
+
+def test_segment_cards(described) -> None:
+    desc, profiles, _labels = described
+    assert sum(s["size"] for s in desc.segments) == len(profiles)
+    for s in desc.segments:
+        assert 0 <= s["conversion_rate"] <= 1 and 0 <= s["removal_rate"] <= 1
+        assert s["examples"] and set(s["examples"]) <= set(profiles.index)
+        assert s["dominant_traits"] and s["name"]
+
+
+def test_similar_customers_and_items(model: FunnelModel, described) -> None:
+    _, profiles, _ = described
+    c = profiles.index[0]
+    sim = similar_customers(profiles, c, k=5)
+    assert len(sim) == 5 and c not in set(sim.customer_id)
+    assert (np.diff(sim.distance) >= 0).all()
+    d = np.sqrt(((profiles - profiles.loc[c]) ** 2).sum(axis=1)).drop(c).sort_values()
+    assert sim.distance.iloc[0] == pytest.approx(d.iloc[0], abs=1e-5)
+    items = similar_items(model, model.vocab_.item_ids[0], k=4)
+    assert len(items) == 4 and model.vocab_.item_ids[0] not in set(items.item_id)
+
+
+def test_cold_start_profiles(model: FunnelModel, described) -> None:
+    desc = described[0]
+    empty = customer_profile(model, desc, "nobody-at-all")
+    assert empty["cold_start"] and empty["segment"] == 0
+    assert list(empty["profile"]) == desc.columns
+    item = model.vocab_.item_ids[3]
+    one = pd.DataFrame(
+        {
+            "customer_id": ["new"],
+            "item_id": [item],
+            "action": ["view"],
+            "timestamp": [pd.Timestamp("2030-01-01", tz="UTC")],
+        }
+    )
+    p = customer_profile(model, desc, one)
+    assert not p["cold_start"]
+    vals = np.array(list(p["profile"].values()))
+    assert vals.shape == (len(desc.columns),) and ((vals >= 0) & (vals <= 1)).all()
