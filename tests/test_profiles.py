@@ -68,14 +68,17 @@ def test_behaviour_formulas_on_a_known_journey() -> None:
     assert a.removal_rate == pytest.approx(0.5)  # 1 removal / 2 carts
     assert a.impulse == pytest.approx(-100.0)
     assert b.impulse == pytest.approx(-45.0)
-    assert np.isnan(b.cart_rate) or b.cart_rate == 0.0
+    assert b.cart_rate == 0.0  # viewed three items, carted none
     assert b.loyalty == pytest.approx(0.5)  # second purchase repeats the first
-    assert b.exploration > a.exploration  # three categories against one
+    # Session-category pairs: a has one (no evidence of breadth), b has c1, c2, c3 then c2.
+    assert np.isnan(a.exploration)
+    p = np.array([1, 2, 1]) / 4
+    assert b.exploration == pytest.approx(-(p * np.log(p)).sum() / np.log(3))
     block = behaviour_block(seqs)
     assert list(block.columns) == [f"behaviour_{n}" for n in BEHAVIOURS]
     assert block.to_numpy().min() >= 0.0 and block.to_numpy().max() <= 1.0
-    assert block.loc["b", "behaviour_exploration"] == 1.0
-    assert block.loc["a", "behaviour_exploration"] == 0.0
+    assert block.loc["a", "behaviour_exploration"] == 0.5  # no evidence: the neutral middle
+    assert block.loc["a", "behaviour_cart_rate"] == 1.0  # ranked above b (no carts)
 
 
 def test_reference_ranking_matches_population_ranking(seqs: Sequences) -> None:

@@ -420,12 +420,15 @@ def profiles(
     events: Annotated[
         Path | None, typer.Option(help="More events to add before profiling.")
     ] = None,
+    journey: Annotated[
+        bool, typer.Option(help="Traits averaged over the journey instead of the current state.")
+    ] = False,
 ) -> None:
-    """Write every customer's trait profile (values in [0, 1])."""
+    """Write every customer's profile: learned traits and behavioural block, all in [0, 1]."""
     from funnelrec.pipeline import profiles_table, write_csv
 
     try:
-        table = profiles_table(model_dir, events)
+        table = profiles_table(model_dir, events, journey=journey)
     except FunnelrecError as exc:
         _fail(exc)
     write_csv(table.reset_index(), out)

@@ -251,10 +251,17 @@ def explain_recommendations(model_dir: str | Path, customer: str, k: int = 10) -
     return {"customer_id": customer, "items": items}
 
 
-def profiles_table(model_dir: str | Path, events: str | Path | None = None) -> Any:
-    """Profiles of every known customer, after appending `events` (any supported layout)."""
+def profiles_table(
+    model_dir: str | Path, events: str | Path | None = None, journey: bool = False
+) -> Any:
+    """Profiles of every known customer, after appending `events` (any supported layout).
+
+    Current traits by default (what drives recommendations now); `journey=True` for traits
+    averaged over each journey.
+    """
     from funnelrec.ingest import read_events
     from funnelrec.models import FunnelModel
+    from funnelrec.profiles import full_profiles
 
     model = FunnelModel.load(model_dir)
     if events is not None:
@@ -263,11 +270,10 @@ def profiles_table(model_dir: str | Path, events: str | Path | None = None) -> A
         table.con.close()
         for cid, part in df.groupby("customer_id", sort=False):
             model.append_events(str(cid), part[["item_id", "action", "timestamp"]])
-    from funnelrec.profiles import full_profiles
-
     desc = load_description(model_dir, model)
-    # The behavioural block is ranked against the customers the model was described on.
-    return full_profiles(model, reference=desc.reference)  # includes the appended events
+    # The behavioural block is ranked against the customers the model was described on;
+    # the appended events are included.
+    return full_profiles(model, reference=desc.reference, journey=journey)
 
 
 def write_csv(df: Any, path: str | Path) -> Path:
@@ -285,7 +291,7 @@ def write_report(model_dir: str | Path, out: str | Path, title: str | None = Non
 
     model = FunnelModel.load(model_dir)
     desc = load_description(model_dir, model)
-    profiles = full_profiles(model, reference=desc.reference)
+    profiles = full_profiles(model, reference=desc.reference, journey=True)
     labels = assign_segments(profiles[desc.columns], desc.centers)
     return build_report(
         model, desc, profiles, labels, out, title=title or f"funnelrec report: {model_dir}"

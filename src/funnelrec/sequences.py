@@ -195,6 +195,33 @@ class Sequences:
             target_actions=self.target_actions,
         )
 
+    def keep_events(self, keep: np.ndarray) -> Sequences:
+        """Only the events where `keep` (E,) is True; every row stays (possibly empty).
+
+        Gaps are re-measured between kept events, so no trace of a dropped event remains
+        (ablations without an action type, items held out of training).
+        """
+        keep = np.asarray(keep, dtype=bool)
+        rows = self.row_of_events()
+        lengths = np.bincount(rows[keep], minlength=len(self))
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ts = self.timestamps[keep]
+        gaps = np.zeros(len(ts), dtype=np.float32)
+        gaps[1:] = np.diff(ts)
+        gaps[offsets[:-1][lengths > 0]] = 0.0
+        return Sequences(
+            offsets=offsets,
+            customers=self.customers,
+            items=self.items[keep],
+            actions=self.actions[keep],
+            timestamps=ts,
+            gaps=np.maximum(gaps, 0.0),
+            sessions=self.sessions[keep],
+            vocab=self.vocab,
+            target_actions=self.target_actions,
+        )
+
     def positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per event: its row, its position in the row, and where its session starts."""
         rows = self.row_of_events()

@@ -26,6 +26,7 @@ from funnelrec.models.base import Recommender
 from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
 from funnelrec.models.windows import (
     Batch,
+    gap_bucket,
     history_at,
     holdout_last_target,
     item_metadata_codes,
@@ -56,6 +57,8 @@ class FunnelModel(Recommender):
     epochs, batch_size, lr, weight_decay, patience : optimisation; early stopping on
         validation NDCG@10 (patience in epochs).
     sparsity, decorrelation : penalties that keep traits sparse and non-redundant.
+    behaviour_weight : weight of the auxiliary tasks that make the traits also predict the
+        next event's action and time gap (0 = off), so profiles carry how customers shop.
     history_len : events of a history used by the repeat term at scoring time.
     seed : makes fitting repeatable (same seed, same data, same metrics).
 
@@ -90,6 +93,7 @@ class FunnelModel(Recommender):
         patience: int = 3,
         sparsity: float = 1e-3,
         decorrelation: float = 1e-2,
+        behaviour_weight: float = 0.2,
         history_len: int = 51,
         full_softmax_max_items: int = 50_000,
         n_negatives: int = 8192,
@@ -121,6 +125,7 @@ class FunnelModel(Recommender):
         self.patience = patience
         self.sparsity = sparsity
         self.decorrelation = decorrelation
+        self.behaviour_weight = behaviour_weight
         self.history_len = history_len
         self.full_softmax_max_items = full_softmax_max_items
         self.n_negatives = n_negatives
@@ -185,6 +190,7 @@ class FunnelModel(Recommender):
             bottleneck=self.bottleneck,
             history=self.history,
             neighbours=self.neighbours,
+            behaviour_heads=self.bottleneck and self.behaviour_weight > 0,
         )
         net = FunnelNet(cfg)
         net.set_item_metadata(
@@ -198,8 +204,15 @@ class FunnelModel(Recommender):
         batch_all, _ = pad_histories(windows, self.max_len + 1)
         lab_next = _pad_labels(windows, nxt, batch_all.items.shape[1])
         lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
-        counts = np.bincount(train.items, minlength=vocab.n_items) + 1.0
-        self.log_q_ = torch.from_numpy(np.log(counts / counts.sum())).float().to(self.device)
+        lab_behaviour = _behaviour_labels(windows, nxt, batch_all.items.shape[1])
+        # Items without a training event are kept out of the softmax (never pushed down as
+        # negatives that can never be positives); after training they are scored from
+        # their metadata alone (see `_cold_item_prior`).
+        seen = np.bincount(train.items, minlength=vocab.n_items) > 0
+        self._unseen = None if seen.all() else torch.from_numpy(~seen).to(self.device)
+        counts = np.where(seen, np.bincount(train.items, minlength=vocab.n_items) + 1.0, 0.0)
+        q = np.maximum(counts / counts.sum(), 1e-30)
+        self.log_q_ = torch.from_numpy(np.log(q)).float().to(self.device)
         net.to(self.device)
         # The few scalar weights (action gates, history weights, temperature) get a larger
         # step: with a few hundred steps per fit they would otherwise barely leave their init.
@@ -233,7 +246,9 @@ class FunnelModel(Recommender):
             order = _length_batches(lengths, self.batch_size, rng)
             total, n = 0.0, 0
             for rows in order:
-                loss = self._step(net, batch_all, lab_next, lab_conv, torch.from_numpy(rows))
+                loss = self._step(
+                    net, batch_all, lab_next, lab_conv, lab_behaviour, torch.from_numpy(rows)
+                )
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -246,6 +261,7 @@ class FunnelModel(Recommender):
                 "seconds": time.perf_counter() - started,
             }
             if valid is not None and len(valid[1]):
+                self._cold_item_prior(net)
                 record["valid_NDCG@10"] = self._valid_ndcg(*valid, mask_history=mask_history)
                 if record["valid_NDCG@10"] > best:
                     best, bad = record["valid_NDCG@10"], 0
@@ -260,12 +276,39 @@ class FunnelModel(Recommender):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
+        self._cold_item_prior(net)
         if not hasattr(self, "best_epoch_"):
             self.best_epoch_ = len(self.history_)
         net.eval()
         self._choose_scoring_task(valid, mask_history, int((lab_conv > 0).sum()))
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    @torch.no_grad()
+    def _cold_item_prior(self, net: FunnelNet) -> None:
+        """Items never seen in training: own embedding 0 (their vector is then category +
+        brand + price band) and the mean bias of seen items of their category."""
+        if self._unseen is None:
+            return
+        unseen = self._unseen
+        net.item_emb.weight[1:][unseen] = 0.0
+        cat = torch.from_numpy(self.vocab_.item_category.astype(np.int64)).to(unseen.device)
+        bias = net.item_bias
+        fallback = bias[~unseen].mean()
+        prior = torch.full_like(bias, float(fallback))
+        known = ~unseen & (cat >= 0)
+        if known.any():
+            n_cat = int(cat.max()) + 1
+            sums = torch.zeros(n_cat, device=bias.device).index_add_(0, cat[known], bias[known])
+            cnts = torch.zeros(n_cat, device=bias.device).index_add_(
+                0, cat[known], torch.ones_like(bias[known])
+            )
+            has = (cat >= 0) & (cnts[cat.clamp(min=0)] > 0)
+            prior = torch.where(
+                has, sums[cat.clamp(min=0)] / cnts[cat.clamp(min=0)].clamp(min=1), prior
+            )
+        bias[unseen] = prior[unseen]
+        net.train(net.training)  # drop cached item vectors
 
     def _choose_scoring_task(self, valid, mask_history: bool, n_conversion_labels: int) -> None:
         """Which head scores a conversion target: the conversion head or the next-event head.
@@ -292,6 +335,7 @@ class FunnelModel(Recommender):
         b: Batch,
         lab_next: torch.Tensor,
         lab_conv: torch.Tensor,
+        lab_behaviour: tuple[torch.Tensor, torch.Tensor],
         rows: torch.Tensor,
     ) -> torch.Tensor:
         sub = Batch(b.items[rows], b.actions[rows], b.gaps[rows], b.starts[rows])
@@ -318,6 +362,13 @@ class FunnelModel(Recommender):
             if self.bottleneck:
                 tr = net.traits(ht)
                 loss = loss + self.sparsity * tr.mean() + self.decorrelation * _offdiag_corr(tr)
+                if task == 0 and net.cfg.behaviour_heads:
+                    act, gap = net.behaviour_logits(tr)
+                    next_act = lab_behaviour[0][rows][:, -T:][r, c].to(dev)
+                    next_gap = lab_behaviour[1][rows][:, -T:][r, c].to(dev)
+                    loss = loss + self.behaviour_weight * (
+                        F.cross_entropy(act, next_act) + F.cross_entropy(gap, next_gap)
+                    )
         return loss
 
     def _train_logits(
@@ -329,7 +380,10 @@ class FunnelModel(Recommender):
         subtracts log q(item), so the expected gradient matches the full softmax.
         """
         if self.n_items_ <= self.full_softmax_max_items:
-            return net.score(h, hist), target
+            logits = net.score(h, hist)
+            if self._unseen is not None:
+                logits = logits.masked_fill(self._unseen, float("-inf"))
+            return logits, target
         q = self.log_q_.exp()
         neg = torch.multinomial(q, self.n_negatives, replacement=True).to(target.device)
         extra = [target, neg]
@@ -369,27 +423,7 @@ class FunnelModel(Recommender):
         if not self.drop_actions:
             return seqs
         drop = [seqs.vocab.action_index(a) for a in self.drop_actions]
-        keep = ~np.isin(seqs.actions, drop)
-        rows = seqs.row_of_events()
-        lengths = np.bincount(rows[keep], minlength=len(seqs))
-        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        ts = seqs.timestamps[keep]
-        # Gaps are re-measured between kept events: no trace of a dropped event remains.
-        gaps = np.zeros(len(ts), dtype=np.float32)
-        gaps[1:] = np.diff(ts)
-        gaps[offsets[:-1][lengths > 0]] = 0.0
-        return Sequences(
-            offsets=offsets,
-            customers=seqs.customers,
-            items=seqs.items[keep],
-            actions=seqs.actions[keep],
-            timestamps=ts,
-            gaps=np.maximum(gaps, 0.0),
-            sessions=seqs.sessions[keep],
-            vocab=seqs.vocab,
-            target_actions=seqs.target_actions,
-        )
+        return seqs.keep_events(~np.isin(seqs.actions, drop))
 
     @torch.no_grad()
     def _encode_last(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -505,9 +539,13 @@ class FunnelModel(Recommender):
     def trait_names(self) -> list[str]:
         return [f"trait_{k + 1:02d}" for k in range(self.n_traits)]
 
-    def profiles(self, histories: Sequences | None = None) -> pd.DataFrame:
-        """Customer x trait DataFrame of values in [0, 1], at the end of each history.
+    def profiles(self, histories: Sequences | None = None, journey: bool = False) -> pd.DataFrame:
+        """Customer x trait DataFrame of values in [0, 1].
 
+        Default: the traits at the end of each history - the state that drives the
+        customer's recommendations now. `journey=True`: the mean of the traits after each of
+        the last `max_len` events - who the customer has been across the journey, steadier
+        than the last click (what segments and trait cards are built on).
         Without `histories`: every customer the model was fitted on (with live updates).
         """
         self._check_fitted()
@@ -516,17 +554,33 @@ class FunnelModel(Recommender):
         histories = histories if histories is not None else self._merged_histories()
         out = []
         for lo in range(0, len(histories), 2048):
-            h, _ = self._encode_last(
-                histories.select(np.arange(lo, min(lo + 2048, len(histories))))
-            )
+            part = histories.select(np.arange(lo, min(lo + 2048, len(histories))))
             with torch.no_grad():
-                out.append(self.net_.traits(h).cpu().numpy())
+                if journey:
+                    out.append(self._journey_traits(part))
+                else:
+                    h, _ = self._encode_last(part)
+                    out.append(self.net_.traits(h).cpu().numpy())
         values = np.concatenate(out) if out else np.zeros((0, self.n_traits), np.float32)
         names = histories.vocab.customer_ids
         ids = [names[c] if c >= 0 else f"new_{j}" for j, c in enumerate(histories.customers)]
         return pd.DataFrame(
             values, index=pd.Index(ids, name="customer_id"), columns=self.trait_names()
         )
+
+    @torch.no_grad()
+    def _journey_traits(self, histories: Sequences) -> np.ndarray:
+        net = self.net_
+        net.eval()
+        batch, _ = pad_histories(self._drop(histories), self.max_len)
+        dev = self._device
+        h = net.encode(
+            batch.items.to(dev), batch.actions.to(dev), batch.gaps.to(dev), batch.starts.to(dev)
+        )
+        task = getattr(self, "score_task_", 1 if self.conversion_ else 0)
+        t = net.traits(net.for_task(h, task))  # (B, T, k)
+        real = (batch.items > 0).to(dev).unsqueeze(-1).float()
+        return ((t * real).sum(1) / real.sum(1).clamp(min=1.0)).cpu().numpy()
 
     def set_histories(self, histories: Sequences) -> None:
         """Use these histories for profiles and recommendations (weights unchanged).
@@ -813,6 +867,20 @@ class GRU4Rec(FunnelModel):
             history=False,
             neighbours=False,
         )
+
+
+def _behaviour_labels(w: Sequences, nxt: np.ndarray, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next event's action and gap bucket per input position (laid out like the batch).
+
+    Defined wherever a next-item label is (nxt > 0); 0 elsewhere and unused there.
+    """
+    has_next = nxt > 0
+    act = np.zeros(w.n_events, dtype=np.int64)
+    gap = np.zeros(w.n_events, dtype=np.int64)
+    following = np.flatnonzero(has_next) + 1
+    act[has_next] = w.actions[following]
+    gap[has_next] = gap_bucket(w.gaps[following], np.zeros(len(following), dtype=bool))
+    return _pad_labels(w, act, T), _pad_labels(w, gap, T)
 
 
 def _pad_labels(w: Sequences, labels: np.ndarray, T: int) -> torch.Tensor:

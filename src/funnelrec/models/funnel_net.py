@@ -4,6 +4,7 @@
     h_t     = causal encoder(token_1..t)                         # transformer (or GRU)
     traits  = sigmoid(W_trait h_t)                               # (k,) in [0, 1]: the profile
     score_j = bias_j + sum_k scale * traits_k * load_jk          # per-trait contributions
+    next action, next gap ~ softmax(W traits)                    # behaviour heads (training)
             + sum_{(item j, action a) in history} w[a] * r[age] + c[a] * log1p(count)   # repeat
             + sum_{events e} v[a_e] * s[age_e] * (P item_vec(e)) . item_vec(j)          # neighbour
 
@@ -49,6 +50,7 @@ class FunnelNetConfig:
     bottleneck: bool = True
     history: bool = True
     neighbours: bool = True
+    behaviour_heads: bool = False  # traits also predict the next action and time gap
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,6 +90,11 @@ class FunnelNet(nn.Module):
         if cfg.bottleneck:
             self.to_traits = nn.Linear(d, cfg.n_traits)
             self.to_loadings = nn.Linear(d, cfg.n_traits, bias=False)
+            if cfg.behaviour_heads:
+                # Read from the traits alone, so that how a customer shops (hesitates,
+                # acts fast, abandons carts) must be carried by the profile too.
+                self.to_next_action = nn.Linear(cfg.n_traits, cfg.n_actions)
+                self.to_next_gap = nn.Linear(cfg.n_traits, N_GAP_BUCKETS)
         self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
         # Task 0 = next event, task 1 = next conversion (first target item of a later session).
         self.task_emb = nn.Embedding(2, d)
@@ -194,6 +201,10 @@ class FunnelNet(nn.Module):
     def traits(self, h: torch.Tensor) -> torch.Tensor:
         """(…, d) states -> (…, k) traits in [0, 1]."""
         return torch.sigmoid(self.to_traits(h))
+
+    def behaviour_logits(self, traits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(…, k) traits -> logits of the next event's action and its time-gap bucket."""
+        return self.to_next_action(traits), self.to_next_gap(traits)
 
     def loadings(self) -> torch.Tensor:
         """(n_items, k) how much each trait raises each item's score."""

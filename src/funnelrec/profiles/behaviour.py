@@ -12,8 +12,10 @@ Raw statistics (NaN where a customer has no evidence for one):
     impulse            -median seconds from an item's first view to its purchase (higher = faster)
     price_level        mean within-category price percentile of the items viewed
     price_sensitivity  price percentile of items viewed minus that of items bought
-    exploration        normalised entropy of the categories of the customer's events
-    loyalty            share of purchases of an item or brand bought before
+    exploration        entropy of the categories of the customer's sessions (each category
+                       counted once per session it appears in), divided by its largest
+                       possible value log(min(session-category pairs, categories))
+    loyalty            repeat-purchase rate: share of purchases of an item bought before
     frequency          sessions per active week (first to last event)
     recency            -days since the customer's last event, up to the end of the data given
 
@@ -82,7 +84,8 @@ def behaviour_stats(seqs: Sequences) -> pd.DataFrame:
     removes = ev[ev.action == REMOVE_CART]
     n_viewed = views.groupby("row").item.nunique()
     n_carted = carts.groupby("row").item.nunique()
-    out["cart_rate"] = (n_carted / n_viewed).clip(upper=1.0)
+    # Ratios are defined wherever the denominator is (viewed but never carted = 0).
+    out["cart_rate"] = (n_carted.reindex(n_viewed.index, fill_value=0) / n_viewed).clip(upper=1.0)
 
     # Abandonment: a carted item with no purchase of it after the (first) add-to-cart.
     first_cart = carts.groupby(["row", "item"]).pos.min().rename("cart")
@@ -103,19 +106,19 @@ def behaviour_stats(seqs: Sequences) -> pd.DataFrame:
     out["price_level"] = views.groupby("row").price_pct.mean()
     out["price_sensitivity"] = out["price_level"] - buys.groupby("row").price_pct.mean()
 
-    known = ev[ev.cat >= 0]
+    known = ev[ev.cat >= 0].drop_duplicates(["row", "session", "cat"])
     if len(known):
+        # Per session, not per event: a long session in one category is one choice.
         p = known.groupby(["row", "cat"]).size()
-        p = p / p.groupby(level="row").transform("sum")
-        entropy = -(p * np.log(p)).groupby(level="row").sum()
-        n_cats = max(len(np.unique(vocab.item_category[vocab.item_category >= 0])), 2)
-        out["exploration"] = entropy / np.log(n_cats)
+        pairs = p.groupby(level="row").transform("sum")
+        entropy = -((p / pairs) * np.log(p / pairs)).groupby(level="row").sum()
+        n_cats = len(np.unique(vocab.item_category[vocab.item_category >= 0]))
+        most = np.log(np.minimum(pairs.groupby(level="row").first(), n_cats))
+        out["exploration"] = (entropy / most.where(most > 0)).clip(0.0, 1.0)
 
     if len(buys):
         b = buys.sort_values("pos")
-        again_item = b.duplicated(["row", "item"])
-        again_brand = b.duplicated(["row", "brand"]) & (b.brand >= 0)
-        out["loyalty"] = (again_item | again_brand).groupby(b.row).mean()
+        out["loyalty"] = b.duplicated(["row", "item"]).groupby(b.row).mean()
 
     if vocab.has_time and len(ev):
         span_weeks = (ev.groupby("row").t.max() - ev.groupby("row").t.min()) / (7 * 86400.0)

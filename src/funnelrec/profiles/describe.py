@@ -79,11 +79,17 @@ class Description:
 
 
 def full_profiles(
-    model, histories: Sequences | None = None, reference: dict | None = None
+    model,
+    histories: Sequences | None = None,
+    reference: dict | None = None,
+    journey: bool = False,
 ) -> pd.DataFrame:
-    """Learned traits (`trait_01`...) then the behavioural block (`behaviour_*`)."""
+    """Learned traits (`trait_01`...) then the behavioural block (`behaviour_*`).
+
+    `journey=True` averages the learned traits over the journey (see `FunnelModel.profiles`).
+    """
     histories = histories if histories is not None else model._merged_histories()
-    learned = model.profiles(histories)
+    learned = model.profiles(histories, journey=journey)
     block = behaviour_block(histories, reference)
     block.index = learned.index
     return pd.concat([learned, block], axis=1)
@@ -92,9 +98,13 @@ def full_profiles(
 def describe(
     model, histories: Sequences | None = None, n_segments: int | None = None, seed: int = 0
 ) -> tuple[Description, pd.DataFrame, np.ndarray]:
-    """(description, full profiles, segment labels) of the model's customers."""
+    """(description, journey profiles, segment labels) of the model's customers.
+
+    Cards and segments are built on journey profiles (traits averaged over the journey plus
+    the behavioural block): archetypes describe who customers are, not their last click.
+    """
     histories = histories if histories is not None else model._merged_histories()
-    profiles = full_profiles(model, histories)
+    profiles = full_profiles(model, histories, journey=True)
     learned = profiles[model.trait_names()]
     cards = trait_cards(model.trait_loadings(), learned, histories)
     seg = fit_segments(profiles, n_segments=n_segments, seed=seed)
@@ -145,7 +155,8 @@ def customer_profile(model, desc: Description, customer: str | pd.DataFrame) -> 
             "note": "no events: profile of the largest segment; recommendations are popular items",
         }
     prof = full_profiles(model, hist, desc.reference).iloc[0]
-    seg = int(assign_segments(prof[desc.columns].to_frame().T, desc.centers)[0])
+    steady = full_profiles(model, hist, desc.reference, journey=True)
+    seg = int(assign_segments(steady[desc.columns], desc.centers)[0])
     return {"customer_id": cid, "cold_start": False, "segment": seg, "profile": prof.to_dict()}
 
 

@@ -1,0 +1,347 @@
+"""Issue 4's measured interpretability: planted-trait recovery, stability, sparsity, segments,
+faithfulness of explanations, item-space purity, trait coherence and cold start.
+
+    python -m benchmarks.interpret                       # every part on the built-in generator
+    python -m benchmarks.interpret --only purity,coherence --dataset taobao
+    python -m benchmarks.interpret --markdown            # tables for docs/benchmarks.md
+
+Results go to benchmarks/results/interpret.json (one key per part and data set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import cross_val_score
+
+from funnelrec.config import SplitConfig
+from funnelrec.datasets import TRAITS, generate_funnel
+from funnelrec.evaluate import make_split
+from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
+from funnelrec.models import MODELS, FunnelModel
+from funnelrec.profiles import behaviour_block, faithfulness, fit_segments
+from funnelrec.sequences import Sequences, load_sequences
+
+from .baselines import DEFAULT_DATA, ROOT, datasets
+
+OUT = ROOT / "benchmarks" / "results" / "interpret.json"
+N_CUSTOMERS = 3000
+
+
+def _generator() -> tuple[Sequences, pd.DataFrame]:
+    data = generate_funnel(n_customers=N_CUSTOMERS, seed=0)
+    seqs = load_sequences(data.events)[0]
+    return seqs, data.customers.set_index("customer_id")
+
+
+def _fit(seqs: Sequences, seed: int = 0, **kw: Any) -> FunnelModel:
+    return FunnelModel(seed=seed, **kw).fit(seqs)
+
+
+def _count_matrix(seqs: Sequences) -> sp.csr_matrix:
+    rows = seqs.row_of_events()
+    m = sp.csr_matrix((np.ones(seqs.n_events), (rows, seqs.items)), shape=(len(seqs), seqs.n_items))
+    m.sum_duplicates()
+    return m
+
+
+def _recovery_scores(x: np.ndarray, truth: pd.DataFrame) -> dict[str, Any]:
+    per = {}
+    for name in TRAITS:
+        y = truth[name].to_numpy()
+        rhos = [abs(spearmanr(x[:, j], y).statistic) for j in range(x.shape[1]) if np.ptp(x[:, j])]
+        r2 = cross_val_score(RidgeCV(alphas=np.logspace(-3, 3, 13)), x, y, cv=5, scoring="r2")
+        per[name] = {"best_abs_spearman": float(np.nanmax(rhos)), "ridge_r2": float(r2.mean())}
+    return {
+        "per_trait": per,
+        "mean_best_abs_spearman": float(np.mean([v["best_abs_spearman"] for v in per.values()])),
+        "mean_ridge_r2": float(np.mean([v["ridge_r2"] for v in per.values()])),
+    }
+
+
+def recovery(model: FunnelModel, seqs: Sequences, truth: pd.DataFrame) -> dict[str, Any]:
+    """Planted traits against: learned traits, behavioural block, both, and an SVD view."""
+    learned = model.profiles(seqs)
+    journey = model.profiles(seqs, journey=True).to_numpy()
+    block = behaviour_block(seqs)
+    truth = truth.loc[learned.index]
+    svd = TruncatedSVD(model.n_traits, random_state=0).fit_transform(_count_matrix(seqs))
+    views = {
+        "learned traits (current)": learned.to_numpy(),
+        "learned traits (journey)": journey,
+        "behavioural block": block.to_numpy(),
+        "full profile (journey traits + behavioural)": np.hstack([journey, block.to_numpy()]),
+        f"SVD-{model.n_traits} of customer x item counts": svd,
+    }
+    return {name: _recovery_scores(x, truth) for name, x in views.items()}
+
+
+def stability(seqs: Sequences, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+    """Retrain with several seeds; match traits (Hungarian on correlation); mean matched r."""
+    profs = [_fit(seqs, seed=s).profiles(seqs, journey=True).to_numpy() for s in seeds]
+    pairs = []
+    for i in range(len(profs)):
+        for j in range(i + 1, len(profs)):
+            a, b = profs[i], profs[j]
+            k = a.shape[1]
+            c = np.corrcoef(a.T, b.T)[:k, k:]
+            c = np.nan_to_num(c)
+            r, col = linear_sum_assignment(-c)
+            pairs.append(
+                {
+                    "seeds": [seeds[i], seeds[j]],
+                    "mean_matched_r": float(c[r, col].mean()),
+                    "matched_r": [float(v) for v in c[r, col]],
+                }
+            )
+    return {"pairs": pairs, "mean_matched_r": float(np.mean([p["mean_matched_r"] for p in pairs]))}
+
+
+def sparsity(model: FunnelModel, seqs: Sequences) -> dict[str, Any]:
+    x = model.profiles(seqs).to_numpy()  # the current profile, as a user gets it
+    top3 = np.sort(x, axis=1)[:, -3:].sum(1) / x.sum(1).clip(min=1e-9)
+    p = x / x.sum(1, keepdims=True).clip(min=1e-9)
+    ent = -(p * np.log(p.clip(min=1e-12))).sum(1) / np.log(x.shape[1])
+    return {
+        "traits": x.shape[1],
+        "mean_traits_above_half": float((x > 0.5).sum(1).mean()),
+        "mean_top3_share": float(top3.mean()),
+        "mean_normalised_entropy": float(ent.mean()),
+        "mean_value": float(x.mean()),
+    }
+
+
+def tfidf_recipe(seqs: Sequences, k: int, seed: int = 0) -> np.ndarray:
+    """The usual clickstream recipe: TF-IDF of action-and-category n-grams + k-means."""
+    vocab = seqs.vocab
+    docs = []
+    for r in range(len(seqs)):
+        h = seqs.history(r)
+        cats = vocab.item_category[h["items"]]
+        docs.append(
+            " ".join(
+                f"{vocab.action_names[a]}_{c}" for a, c in zip(h["actions"], cats, strict=True)
+            )
+        )
+    x = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"\S+").fit_transform(docs)
+    return KMeans(k, n_init=4, random_state=seed).fit_predict(x)
+
+
+def segments(model: FunnelModel, seqs: Sequences, truth: pd.DataFrame) -> dict[str, Any]:
+    learned = model.profiles(seqs, journey=True)
+    full = pd.concat([learned, behaviour_block(seqs).set_axis(learned.index)], axis=1)
+    arche = truth.loc[learned.index, "archetype"].to_numpy()
+    k = len(np.unique(arche))
+    out: dict[str, Any] = {"planted_archetypes": k}
+    auto = fit_segments(full, seed=0)
+    out["funnelrec segments (full profile, k by silhouette)"] = {
+        "k": auto["n_segments"],
+        "ARI": float(adjusted_rand_score(arche, auto["labels"])),
+    }
+    for name, prof in (("full profile", full), ("journey traits", learned)):
+        lab = fit_segments(prof, n_segments=k, seed=0)["labels"]
+        out[f"funnelrec segments ({name}, k = {k})"] = {
+            "k": k,
+            "ARI": float(adjusted_rand_score(arche, lab)),
+        }
+    out[f"TF-IDF action-category n-grams + k-means (k = {k})"] = {
+        "k": k,
+        "ARI": float(adjusted_rand_score(arche, tfidf_recipe(seqs, k))),
+    }
+    return out
+
+
+def purity(model: FunnelModel, seqs: Sequences, k: int = 10) -> dict[str, Any]:
+    """Share of each item's 10 nearest items (cosine) in its own category: funnel vs ALS."""
+    cat = seqs.vocab.item_category
+    counts = np.bincount(seqs.items, minlength=seqs.n_items)
+    als = MODELS["als"]().fit(seqs)
+    views = {"funnel item vectors": model.item_embeddings(), "ALS item factors": als.item_factors_}
+    known = np.flatnonzero((cat >= 0) & (counts > 0))
+    rng = np.random.default_rng(0)
+    probe = rng.choice(known, size=min(2000, len(known)), replace=False)
+    out = {"items_probed": len(probe)}
+    for name, v in views.items():
+        v = v[known] / (np.linalg.norm(v[known], axis=1, keepdims=True) + 1e-9)
+        pos = np.searchsorted(known, probe)
+        sims = v[pos] @ v.T
+        sims[np.arange(len(probe)), pos] = -np.inf
+        nn = np.argpartition(-sims, k, axis=1)[:, :k]
+        out[name] = float((cat[known][nn] == cat[probe][:, None]).mean())
+    # What random neighbours would give: the chance two items share a category.
+    share = np.bincount(cat[known]) / len(known)
+    out["random neighbours"] = float((share**2).sum())
+    return out
+
+
+def coherence(model: FunnelModel, seqs: Sequences, top: int = 20) -> dict[str, Any]:
+    """Share of each trait's top-20 items in its most common category vs random item sets."""
+    cat = seqs.vocab.item_category
+    counts = np.bincount(seqs.items, minlength=seqs.n_items)
+    load = model.trait_loadings()
+    rng = np.random.default_rng(0)
+    seen = np.flatnonzero((counts > 0) & (cat >= 0))
+
+    def share(items: np.ndarray) -> float:
+        return float(np.bincount(cat[items]).max() / len(items))
+
+    traits = []
+    for j in range(load.shape[1]):
+        order = seen[np.argsort(-load[seen, j])[:top]]
+        traits.append(share(order))
+    rand = [share(rng.choice(seen, size=top, replace=False)) for _ in range(1000)]
+    return {
+        "per_trait": traits,
+        "mean_trait_share": float(np.mean(traits)),
+        "random_sets_share": float(np.mean(rand)),
+    }
+
+
+def cold_start(seqs: Sequences, target: str, mask: bool = False) -> dict[str, Any]:
+    """HR@10 / NDCG@10 of funnel, pop and item-KNN for customers with 1-3 events.
+
+    Two views: the natural 1-3-event contexts of the test split, and every test case cut to
+    its last 1, 2 or 3 events (what a newcomer who did only that would get).
+    """
+    split = make_split(seqs, SplitConfig(protocol="loo", target=target))
+    valid = (split.valid.contexts(split.full), split.valid.targets)
+    models = {"funnel": FunnelModel(), "pop": MODELS["pop"](), "itemknn": MODELS["itemknn"]()}
+    ctx = split.test.contexts(split.full)
+    targets = split.test.targets
+    lengths = ctx.lengths
+    rng = np.random.default_rng(0)
+    keep = rng.integers(1, 4, len(ctx))
+    short = ctx.suffix(np.minimum(keep, lengths), restart=True)
+    natural = np.flatnonzero(lengths <= 3)
+    out: dict[str, Any] = {"natural_cases": len(natural), "cut_cases": len(ctx)}
+    for name, m in models.items():
+        if isinstance(m, FunnelModel):
+            m.fit(split.train, valid=valid, mask_history=mask)
+        else:
+            m.fit(split.train)
+        res = {}
+        for view, c, rows in (("natural 1-3", ctx, natural), ("cut to last 1-3", short, None)):
+            sel = c.select(rows) if rows is not None else c
+            t = targets[rows] if rows is not None else targets
+            if len(t) == 0:
+                continue
+            s = m.score(sel)
+            if mask:
+                s[sel.row_of_events(), sel.items] = -np.inf
+            r = target_ranks(s, t, np.random.default_rng(0))
+            res[view] = ranking_metrics(r, (10,))
+        out[name] = res
+    return out
+
+
+def cold_items(seqs: Sequences, target: str, frac: float = 0.1, seed: int = 0) -> dict[str, Any]:
+    """Items held out of training but known by their metadata: how well are they ranked?
+
+    A random `frac` of the items loses every training event; test cases whose target is one
+    of them are ranked over the whole catalogue by the funnel model with and without item
+    metadata, and by popularity.
+    """
+    split = make_split(seqs, SplitConfig(protocol="loo", target=target))
+    rng = np.random.default_rng(seed)
+    held = rng.choice(seqs.n_items, size=int(frac * seqs.n_items), replace=False)
+    train = split.train.keep_events(~np.isin(split.train.items, held))
+    rows = np.flatnonzero(np.isin(split.test.targets, held))
+    ctx = split.test.contexts(split.full).select(rows)
+    targets = split.test.targets[rows]
+    vrows = np.flatnonzero(~np.isin(split.valid.targets, held))
+    valid = (split.valid.contexts(split.full).select(vrows), split.valid.targets[vrows])
+    out: dict[str, Any] = {"held_out_items": len(held), "cases": len(rows)}
+    models = {
+        "funnel (metadata)": FunnelModel(),
+        "funnel (no metadata)": FunnelModel(use_metadata=False),
+        "pop": MODELS["pop"](),
+    }
+    for name, m in models.items():
+        if isinstance(m, FunnelModel):
+            m.fit(train, valid=valid)
+        else:
+            m.fit(train)
+        r = target_ranks(m.score(ctx), targets, np.random.default_rng(0))
+        out[name] = {**ranking_metrics(r, (10, 100)), "median_rank": float(np.median(r))}
+    out["random"] = {"median_rank": seqs.n_items / 2}
+    return out
+
+
+def run(parts: list[str], dataset: str, data: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    if dataset == "generator":
+        seqs, truth = _generator()
+    else:
+        source, _ = datasets(data)[dataset]
+        seqs, truth = load_sequences(source() if callable(source) else source)[0], None
+    started = time.perf_counter()
+    needs_model = {"recovery", "sparsity", "segments", "faithfulness", "purity", "coherence"}
+    model = _fit(seqs) if needs_model & set(parts) else None
+    if model is not None:
+        results["fit_seconds"] = time.perf_counter() - started
+    for part in parts:
+        t0 = time.perf_counter()
+        if part == "recovery" and truth is not None:
+            results[part] = recovery(model, seqs, truth)
+        elif part == "stability":
+            results[part] = stability(seqs)
+        elif part == "sparsity":
+            results[part] = sparsity(model, seqs)
+        elif part == "segments" and truth is not None:
+            results[part] = segments(model, seqs, truth)
+        elif part == "faithfulness":
+            results[part] = faithfulness(model, seqs, n_cases=200, seed=0)
+        elif part == "purity":
+            results[part] = purity(model, seqs)
+        elif part == "coherence":
+            results[part] = coherence(model, seqs)
+        elif part == "colditems":
+            target = "purchase" if dataset in ("generator", "taobao", "jdata") else "any"
+            results[part] = cold_items(seqs, target)
+        elif part == "coldstart":
+            target = "purchase" if dataset in ("generator", "taobao", "jdata") else "any"
+            results[part] = cold_start(seqs, target, mask=dataset in ("beauty", "sports", "toys"))
+        else:
+            continue
+        print(
+            f"{dataset}/{part} ({time.perf_counter() - t0:.0f} s):",
+            json.dumps(results[part])[:600],
+            flush=True,
+        )
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--dataset", default="generator")
+    ap.add_argument(
+        "--only",
+        default="recovery,stability,sparsity,segments,faithfulness,purity,coherence,coldstart,"
+        "colditems",
+    )
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    new = run([p for p in args.only.split(",") if p], args.dataset, args.data)
+    results[args.dataset] = {**results.get(args.dataset, {}), **new}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
