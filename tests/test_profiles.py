@@ -186,3 +186,21 @@ def test_cold_start_profiles(model: FunnelModel, described) -> None:
     assert not p["cold_start"]
     vals = np.array(list(p["profile"].values()))
     assert vals.shape == (len(desc.columns),) and ((vals >= 0) & (vals <= 1)).all()
+
+
+def test_explain_takes_ids_and_zero_event_customers_get_popular_items(
+    model: FunnelModel,
+) -> None:
+    from funnelrec.profiles import popular_items, recommend_customer
+
+    cid = str(model.vocab_.customer_ids[1])
+    rec = recommend_customer(model, cid, k=3)
+    assert rec["fallback"] is None and len(rec["items"]) == 3
+    e = explain(model, cid, rec["items"][0])
+    assert e["item_id"] == rec["items"][0]
+    cold = recommend_customer(model, "never-seen", k=3)
+    top, _ = popular_items(model, 3)
+    assert cold["fallback"] == "popularity"
+    assert cold["items"] == list(model.vocab_.item_ids[top])
+    counts = np.bincount(model.histories_.items, minlength=model.n_items_)
+    assert counts[top[0]] >= np.sort(counts)[-3]  # training counts: the holdout moves a few

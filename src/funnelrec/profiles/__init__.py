@@ -7,6 +7,8 @@ from funnelrec.profiles.describe import (
     customer_profile,
     describe,
     full_profiles,
+    popular_items,
+    recommend_customer,
     similar_customers,
     similar_items,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "faithfulness",
     "fit_segments",
     "full_profiles",
+    "popular_items",
+    "recommend_customer",
     "segment_cards",
     "similar_customers",
     "similar_items",

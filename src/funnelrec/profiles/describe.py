@@ -160,6 +160,44 @@ def customer_profile(model, desc: Description, customer: str | pd.DataFrame) -> 
     return {"customer_id": cid, "cold_start": False, "segment": seg, "profile": prof.to_dict()}
 
 
+def recommend_customer(model, customer: str | pd.DataFrame, k: int = 10) -> dict[str, Any]:
+    """Top-k for a known customer id or raw events; no events at all -> popular items.
+
+    The output says which: `"fallback": "popularity"` for a customer without events.
+    """
+    from funnelrec.sequences import encode_histories
+
+    hist = None
+    if isinstance(customer, pd.DataFrame):
+        if len(customer):
+            hist = encode_histories(model.vocab_, customer)[0]
+    else:
+        try:
+            hist = model.history_of(str(customer))
+        except FunnelrecError:
+            hist = None
+    if hist is None or hist.n_events == 0:
+        ids, scores = popular_items(model, k)
+        return {
+            "items": list(model.vocab_.item_ids[ids]),
+            "scores": scores.tolist(),
+            "fallback": "popularity",
+        }
+    ids, scores = model.recommend(hist, k=k)
+    return {
+        "items": list(model.vocab_.item_ids[ids[0]]),
+        "scores": scores[0].tolist(),
+        "fallback": None,
+    }
+
+
+def popular_items(model, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The k items with the most training events (dense ids, event shares)."""
+    share = np.exp(model.log_q_.cpu().numpy().astype(np.float64))
+    top = np.argsort(-share, kind="stable")[:k]
+    return top, share[top]
+
+
 def similar_customers(profiles: pd.DataFrame, customer: str, k: int = 10) -> pd.DataFrame:
     """The k customers with the nearest profiles (Euclidean), exact below EXACT_LIMIT."""
     if customer not in profiles.index:

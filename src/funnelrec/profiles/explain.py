@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from funnelrec.schema import FunnelrecError
 from funnelrec.sequences import Sequences
 
 VERBS = {
@@ -70,9 +71,22 @@ def event_attributions(model, history: Sequences, item: int, window: int | None 
 
 
 def explain(
-    model, history: Sequences, item: int, trait_names: list[str] | None = None, top_events: int = 3
+    model,
+    history: Sequences | str,
+    item: int | str,
+    trait_names: list[str] | None = None,
+    top_events: int = 3,
 ) -> dict[str, Any]:
-    """Exact score decomposition plus the journey events that mattered most for `item`."""
+    """Exact score decomposition plus the journey events that mattered most for `item`.
+
+    `history` is a one-row Sequences or a known customer id; `item` a dense id or a raw id.
+    """
+    if isinstance(history, str):
+        history = model.history_of(history)
+    if isinstance(item, str):
+        raw, item = item, history.vocab.item_index(item)
+        if item < 0:
+            raise FunnelrecError(f"unknown item '{raw}'")
     d = model.decompose(history, item)
     vocab = history.vocab
     names = trait_names or model.trait_names()
