@@ -6,6 +6,7 @@ latency of `update()`.
 
     python -m benchmarks.funnel --only generator,taobao,jdata --out benchmarks/results/funnel.json
     python -m benchmarks.funnel --only beauty --models funnel,sasrec
+    python -m benchmarks.funnel --only beauty --models funnel,sasrec --dropout 0.5
     python -m benchmarks.funnel --latency
 """
 
@@ -39,7 +40,9 @@ ABLATIONS = {
 MASKED = {"beauty", "sports", "toys", "video_games"}
 
 
-def run_dataset(name: str, source, targets: list[str], models: list[str]) -> dict:
+def run_dataset(
+    name: str, source, targets: list[str], models: list[str], dropout: float | None = None
+) -> dict:
     seqs = load_sequences(source() if callable(source) else source)[0]
     out = {}
     for target in targets:
@@ -49,6 +52,9 @@ def run_dataset(name: str, source, targets: list[str], models: list[str]) -> dic
         for m in models:
             make = ABLATIONS.get(m) or MODELS[m]
             model = make()
+            if dropout is not None and isinstance(model, FunnelModel):
+                model = make(dropout=dropout)
+                m = f"{m}[dropout={dropout}]"
             started = time.perf_counter()
             if isinstance(model, FunnelModel):
                 model.fit(sp.train, valid=valid, mask_history=name in MASKED)
@@ -160,6 +166,12 @@ def main() -> None:
         "itemknn,markov,als,bpr,funnel_no_actions,funnel_no_gaps,"
         "funnel_no_removals,funnel_no_bottleneck",
     )
+    ap.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout of the neural models (named in results)",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--latency-items", type=int, default=500)
     ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
@@ -182,7 +194,8 @@ def main() -> None:
         models = [m for m in args.models.split(",") if m]
         for name, (source, targets) in datasets(args.data).items():
             if name in only:
-                for key, new in run_dataset(name, source, targets[:1], models).items():
+                runs = run_dataset(name, source, targets[:1], models, args.dropout)
+                for key, new in runs.items():
                     if key in results:  # keep models measured earlier, replace re-measured
                         new["models"] = {**results[key]["models"], **new["models"]}
                     results[key] = new

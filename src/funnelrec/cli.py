@@ -550,5 +550,32 @@ def report(
     console.print(f"report written to {path}", highlight=False)
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    store: Annotated[
+        Path | None, typer.Option(help="SQLite event store (default MODEL_DIR/events.sqlite).")
+    ] = None,
+    keyed_reads: Annotated[bool, typer.Option(help="Require the API key on reads too.")] = False,
+) -> None:
+    """Serve live profiles and recommendations over HTTP, with a dashboard at /.
+
+    Writes need FUNNELREC_API_KEY (sent as X-API-Key). Events are stored durably (SQLite WAL)
+    and replayed on restart.
+    """
+    import uvicorn
+
+    from funnelrec.serve import create_app
+
+    try:
+        api = create_app(model_dir, store or model_dir / "events.sqlite", keyed_reads=keyed_reads)
+    except FunnelrecError as exc:
+        _fail(exc)
+    console.print(f"serving {model_dir} on http://{host}:{port}/", highlight=False)
+    uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
 def main() -> None:  # pragma: no cover
     app()

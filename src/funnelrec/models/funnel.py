@@ -674,14 +674,19 @@ class FunnelModel(Recommender):
         self, customer_id: str, new_events: pd.DataFrame, k: int = 10
     ) -> tuple[np.ndarray, np.ndarray]:
         """Append events to a customer's history; return (profile, top-k item ids)."""
-        merged = self.append_events(customer_id, new_events)
+        self.append_events(customer_id, new_events)
+        return self.refresh(customer_id, k)
+
+    def refresh(self, customer_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(profile, top-k item ids) of a customer's current history (after appends)."""
+        hist = self.history_of(customer_id)
         # One short sequence: a single thread is several times faster than a thread pool.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            h, hist = self._encode_last(merged)
+            h, h_terms = self._encode_last(hist)
             with torch.no_grad():
-                scores = self.net_.score(h, hist).cpu().numpy()[0]
+                scores = self.net_.score(h, h_terms).cpu().numpy()[0]
                 profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
         finally:
             torch.set_num_threads(threads)

@@ -1,0 +1,222 @@
+"""The HTTP service: `create_app(model_dir, store_path)` -> FastAPI app. Routes stay thin.
+
+Writes (`POST /events`) and admin (`POST /admin/reload`) need the API key from
+`FUNNELREC_API_KEY` in an `X-API-Key` header (constant-time compare); without a configured key
+they answer 401. Reads are open unless `keyed_reads`. JSON responses never echo raw input
+into HTML; the dashboard writes every string with `textContent`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from funnelrec.schema import FunnelrecError
+from funnelrec.serve.live import Live
+from funnelrec.serve.store import EventStore
+
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 1_000_000
+ID = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class EventIn(BaseModel):
+    """One event, canonical fields. `timestamp`: ISO string or Unix seconds; default now."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer_id: ID
+    item_id: ID
+    action: Annotated[str, Field(min_length=1, max_length=50)]
+    timestamp: float | str | None = None
+    category: Annotated[str, Field(max_length=200)] | None = None
+    brand: Annotated[str, Field(max_length=200)] | None = None
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _seconds(cls, v: float | str | None) -> float | None:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            try:
+                ts = pd.Timestamp(v)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"not a timestamp: {v[:50]!r}") from exc
+            if ts is pd.NaT:
+                raise ValueError("not a timestamp")
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+            return ts.timestamp()
+        if not (0 <= v < 1e11):
+            raise ValueError("Unix seconds between 1970 and year 5000")
+        return float(v)
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Metrics:
+    """Request counts and latencies for `GET /metrics` (Prometheus text format)."""
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.hist: dict[str, list[int]] = defaultdict(lambda: [0] * (len(self.BUCKETS) + 1))
+        self.sums: Counter = Counter()
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.counts[(route, method, status)] += 1
+        key = f"{method} {route}"
+        h = self.hist[key]
+        for i, b in enumerate(self.BUCKETS):
+            if seconds <= b:
+                h[i] += 1
+        h[-1] += 1
+        self.sums[key] += seconds
+
+    def text(self, extra: dict[str, float], version: str) -> str:
+        lines = ["# TYPE funnelrec_requests_total counter"]
+        for (route, method, status), n in sorted(self.counts.items()):
+            lab = f'route="{route}",method="{method}",status="{status}"'
+            lines.append(f"funnelrec_requests_total{{{lab}}} {n}")
+        lines.append("# TYPE funnelrec_request_seconds histogram")
+        for key, h in sorted(self.hist.items()):
+            method, route = key.split(" ", 1)
+            lab = f'route="{route}",method="{method}"'
+            for b, n in zip(self.BUCKETS, h, strict=False):
+                lines.append(f'funnelrec_request_seconds_bucket{{{lab},le="{b}"}} {n}')
+            lines.append(f'funnelrec_request_seconds_bucket{{{lab},le="+Inf"}} {h[-1]}')
+            lines.append(f"funnelrec_request_seconds_sum{{{lab}}} {self.sums[key]:.6f}")
+            lines.append(f"funnelrec_request_seconds_count{{{lab}}} {h[-1]}")
+        for name, v in extra.items():
+            lines += [f"# TYPE funnelrec_{name} gauge", f"funnelrec_{name} {v}"]
+        lines.append(f'funnelrec_model_info{{version="{version}"}} 1')
+        return "\n".join(lines) + "\n"
+
+
+def create_app(
+    model_dir: str | Path,
+    store_path: str | Path,
+    api_key: str | None = None,
+    keyed_reads: bool = False,
+) -> FastAPI:
+    """Build the service. `api_key` defaults to the FUNNELREC_API_KEY environment variable."""
+    key = api_key if api_key is not None else os.environ.get("FUNNELREC_API_KEY")
+    store = EventStore(store_path)
+    live = Live(model_dir, store)
+    metrics = Metrics()
+    app = FastAPI(title="funnelrec", version="0.1.0")
+    app.state.live = live
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if not key:
+            raise HTTPException(401, "writes are disabled: no FUNNELREC_API_KEY is configured")
+        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), key.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+
+    def read_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if keyed_reads:
+            require_key(x_api_key)
+
+    @app.middleware("http")
+    async def limit_and_measure(request: Request, call_next):
+        started = time.perf_counter()
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            response: Response = JSONResponse(
+                {"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.observe(path, request.method, response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(FunnelrecError)
+    async def _user_error(request: Request, exc: FunnelrecError) -> JSONResponse:
+        status = 404 if "unknown" in str(exc) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.post("/events", dependencies=[Depends(require_key)])
+    def post_events(body: EventIn | Batch) -> dict[str, Any]:
+        """One event or {"events": [...]} (at most 1000); per-event accepted / rejected."""
+        events = body.events if isinstance(body, Batch) else [body]
+        now = time.time()
+        rows = [
+            {**e.model_dump(), "timestamp": e.timestamp if e.timestamp is not None else now}
+            for e in events
+        ]
+        results = live.add_events(rows)
+        return {
+            "accepted": sum(r["accepted"] for r in results),
+            "rejected": sum(not r["accepted"] for r in results),
+            "results": results,
+        }
+
+    @app.get("/customers/{customer_id}/profile", dependencies=[Depends(read_key)])
+    def profile(customer_id: str) -> dict[str, Any]:
+        return live.profile(customer_id)
+
+    @app.get("/customers/{customer_id}/recommendations", dependencies=[Depends(read_key)])
+    def recommendations(
+        customer_id: str,
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        explain: bool = False,
+    ) -> dict[str, Any]:
+        return live.recommendations(customer_id, k, explain)
+
+    @app.get("/customers/{customer_id}/similar", dependencies=[Depends(read_key)])
+    def similar(customer_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
+        return live.similar(customer_id, k)
+
+    @app.get("/customers/{customer_id}/journey", dependencies=[Depends(read_key)])
+    def journey(customer_id: str) -> list:
+        return live.journey(customer_id)
+
+    @app.get("/items/{item_id}/similar", dependencies=[Depends(read_key)])
+    def similar_items(item_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
+        return live.similar_items(item_id, k)
+
+    @app.get("/traits", dependencies=[Depends(read_key)])
+    def traits() -> list:
+        return live.traits_cards()
+
+    @app.get("/segments", dependencies=[Depends(read_key)])
+    def segments() -> list:
+        return live.segments()
+
+    @app.get("/overview", dependencies=[Depends(read_key)])
+    def overview() -> dict[str, Any]:
+        return live.overview()
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "events_stored": store.count(), **live.health()}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> str:
+        h = live.health()
+        extra = {"events_stored": store.count(), "customers": h["customers"]}
+        return metrics.text(extra, h["model_version"])
+
+    @app.post("/admin/reload", dependencies=[Depends(require_key)])
+    def reload() -> dict[str, Any]:
+        """Load the model folder again (e.g. after `funnelrec fit` wrote a new version)."""
+        return {"model_version": live.reload()}
+
+    from funnelrec.serve.dashboard import mount
+
+    mount(app)
+    return app

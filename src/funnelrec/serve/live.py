@@ -1,0 +1,252 @@
+"""Live state behind the service: a fitted model, its description, and every stored event.
+
+On start (and on reload) every customer's live history is rebuilt from the event store, so a
+restart loses nothing that was acknowledged. Each accepted event refreshes that customer's
+profile and top-k in memory (`FunnelModel.update`), so the next read reflects it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from funnelrec.models import FunnelModel
+from funnelrec.profiles import (
+    customer_profile,
+    explain,
+    recommend_customer,
+    similar_items,
+)
+from funnelrec.schema import ACTION_SYNONYMS, FunnelrecError
+from funnelrec.serve.store import EventStore
+
+
+def model_version(model_dir: Path) -> str:
+    """Content hash of the saved weights and config: changes exactly when the model does."""
+    h = hashlib.sha256()
+    for name in ("model.json", "model.safetensors"):
+        h.update((model_dir / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+class Live:
+    """Model + description + store, behind one lock (the model's live state is mutable)."""
+
+    def __init__(self, model_dir: str | Path, store: EventStore, k: int = 10) -> None:
+        self.model_dir = Path(model_dir)
+        self.store = store
+        self.k = k
+        self._lock = threading.RLock()
+        self.started = time.time()
+        self._load()
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> None:
+        from funnelrec.pipeline import load_description
+
+        model = FunnelModel.load(self.model_dir)
+        desc = load_description(self.model_dir, model)
+        version = model_version(self.model_dir)
+        state = _State(model, desc, version, self.k)
+        state.replay(self.store.events())
+        with self._lock:
+            self.state = state
+
+    def reload(self) -> str:
+        """Load the model folder again (a new version), replay the store, swap atomically.
+
+        Reads keep being served from the old state until the swap.
+        """
+        self._load()
+        return self.state.version
+
+    # ------------------------------------------------------------------ writes
+    def add_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Validate, commit, then apply. Returns one result per event, in order."""
+        with self._lock:
+            st = self.state
+            results, accepted = [], []
+            for e in events:
+                reason = st.reject_reason(e)
+                if reason is None:
+                    accepted.append(e)
+                    results.append({"accepted": True})
+                else:
+                    results.append({"accepted": False, "reason": reason})
+            ids = self.store.append(accepted)  # acknowledged only after this commit
+            it = iter(ids)
+            for r in results:
+                if r["accepted"]:
+                    r["id"] = next(it)
+            st.apply(accepted)
+            return results
+
+    # ------------------------------------------------------------------ reads
+    def __getattr__(self, name: str):
+        # Reads go to the current state under the lock (see _State for each one).
+        attr = getattr(_State, name, None)
+        if attr is None or name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args, **kwargs):
+            with self._lock:
+                return getattr(self.state, name)(*args, **kwargs)
+
+        return call
+
+
+class _State:
+    def __init__(self, model: FunnelModel, desc, version: str, k: int) -> None:
+        self.model, self.desc, self.version, self.k = model, desc, version, k
+        self.vocab = model.vocab_
+        self.actions = set(self.vocab.action_names)
+        self.categories = set(self.vocab.category_names)
+        self.events_applied = 0
+        # Current learned traits of every known customer: the similar-customers index.
+        prof = model.profiles()
+        self.ids: list[str] = [str(c) for c in prof.index]
+        self.row = {c: i for i, c in enumerate(self.ids)}
+        self.traits = np.array(prof.to_numpy(dtype=np.float32))  # writable: rows get updated
+        self.top: dict[str, list[str]] = {}
+        self.new_items: int = 0
+
+    def reject_reason(self, e: dict[str, Any]) -> str | None:
+        action = ACTION_SYNONYMS.get(str(e["action"]).lower(), str(e["action"]).lower())
+        if action not in self.actions:
+            return f"unknown action '{e['action']}'; the model knows {sorted(self.actions)}"
+        e["action"] = action
+        if self.vocab.item_index(str(e["item_id"])) < 0:
+            cat = e.get("category")
+            if cat is None or str(cat) not in self.categories:
+                return (
+                    f"unknown item '{e['item_id']}' without a known category: the model cannot "
+                    "place it (send its category to store it for the next model version)"
+                )
+        return None
+
+    def replay(self, df: pd.DataFrame) -> None:
+        if len(df):
+            self.apply(df.to_dict(orient="records"), refresh=False)
+            for cid in df["customer_id"].astype(str).unique():
+                self._refresh(cid)
+
+    def apply(self, events: list[dict[str, Any]], refresh: bool = True) -> None:
+        """Append accepted events to the live histories (new items are stored only)."""
+        if not events:
+            return
+        df = pd.DataFrame(events)
+        known = df["item_id"].astype(str).map(lambda x: self.vocab.item_index(x) >= 0)
+        self.new_items += int((~known).sum())
+        df = df[known]
+        for cid, part in df.groupby(df["customer_id"].astype(str), sort=False):
+            self.model.append_events(cid, part[["item_id", "action", "timestamp"]])
+            if refresh:
+                self._refresh(cid)
+        self.events_applied += len(events)
+
+    def _refresh(self, cid: str) -> None:
+        profile, top = self.model.refresh(cid, k=self.k)
+        row = self.row.get(cid)
+        if row is None:
+            self.row[cid] = row = len(self.ids)
+            self.ids.append(cid)
+            self.traits = np.vstack([self.traits, profile[None].astype(np.float32)])
+        else:
+            self.traits[row] = profile
+        self.top[cid] = [str(x) for x in self.vocab.item_ids[top]]
+
+    # reads --------------------------------------------------------------------
+    def profile(self, cid: str) -> dict[str, Any]:
+        out = customer_profile(self.model, self.desc, cid)
+        names = self.desc.trait_names()
+        out["traits"] = [
+            {"trait": t, "name": names.get(t, t), "value": _num(v)}
+            for t, v in out["profile"].items()
+            if t.startswith("trait_")
+        ]
+        out["behaviour"] = {
+            t.removeprefix("behaviour_"): _num(v)
+            for t, v in out["profile"].items()
+            if t.startswith("behaviour_")
+        }
+        del out["profile"]
+        return out
+
+    def recommendations(self, cid: str, k: int, with_explanations: bool) -> dict[str, Any]:
+        rec = recommend_customer(self.model, cid, k=k)
+        out = {"customer_id": cid, "fallback": rec["fallback"], "items": []}
+        names = [self.desc.trait_names().get(t, t) for t in self.model.trait_names()]
+        for item, score in zip(rec["items"], rec["scores"], strict=True):
+            entry: dict[str, Any] = {"item_id": str(item), "score": _num(score)}
+            if with_explanations and rec["fallback"] is None:
+                e = explain(self.model, cid, str(item), trait_names=names)
+                entry["explanation"] = e["text"]
+                entry["traits"] = e["traits"][:3]
+                entry["events"] = e["events"][:3]
+            out["items"].append(entry)
+        return out
+
+    def similar(self, cid: str, k: int) -> list[dict[str, Any]]:
+        row = self.row.get(cid)
+        if row is None:
+            raise FunnelrecError(f"unknown customer '{cid}'")
+        d = ((self.traits - self.traits[row]) ** 2).sum(1)
+        d[row] = np.inf
+        top = np.argsort(d, kind="stable")[:k]
+        return [{"customer_id": self.ids[i], "distance": _num(math.sqrt(d[i]))} for i in top]
+
+    def similar_items(self, item: str, k: int) -> list[dict[str, Any]]:
+        df = similar_items(self.model, item, k)
+        return [
+            {"item_id": str(r.item_id), "similarity": _num(r.similarity)} for r in df.itertuples()
+        ]
+
+    def traits_cards(self) -> list[dict[str, Any]]:
+        return self.desc.cards
+
+    def segments(self) -> list[dict[str, Any]]:
+        return self.desc.segments
+
+    def journey(self, cid: str, n: int = 50) -> list[dict[str, Any]]:
+        try:
+            h = self.model.history_of(cid)
+        except FunnelrecError:
+            return []
+        names = self.vocab.action_names
+        return [
+            {"item_id": str(self.vocab.item_ids[i]), "action": names[a], "timestamp": float(t)}
+            for i, a, t in zip(h.items[-n:], h.actions[-n:], h.timestamps[-n:], strict=True)
+        ]
+
+    def overview(self) -> dict[str, Any]:
+        from funnelrec.stats import funnel_stats
+
+        stats = funnel_stats(self.model._merged_histories())
+        return {
+            "customers": stats["customers"],
+            "items": stats["items"],
+            "events": stats["events"],
+            "funnel_customers": stats["funnel_customers"],
+            "actions": stats["actions"],
+            "action_weights": self.model.action_weights(),
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "model_version": self.version,
+            "customers": len(self.ids),
+            "events_applied": self.events_applied,
+            "new_items_stored": self.new_items,
+        }
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
