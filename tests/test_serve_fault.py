@@ -5,59 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from serving import KEY, free_port, start_server
 
 from funnelrec.pipeline import fit_funnel
 from funnelrec.sequences import Sequences
-
-KEY = "fault-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(model_dir: Path, store: Path, port: int) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-c",
-        "from funnelrec.cli import app; app()",
-        "serve",
-        str(model_dir),
-        "--port",
-        str(port),
-        "--store",
-        str(store),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, "FUNNELREC_API_KEY": KEY},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode()[-2000:])
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start in 90 s")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +26,9 @@ def model_dir(seqs: Sequences, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_sigkill_loses_no_acknowledged_event(model_dir: Path, tmp_path: Path, seqs) -> None:
-    store, port = tmp_path / "events.sqlite", _free_port()
+    store, port = tmp_path / "events.sqlite", free_port()
     items = [str(i) for i in seqs.vocab.item_ids[:20]]
-    proc = _start(model_dir, store, port)
+    proc = start_server(model_dir, store, port)
     acked: list[tuple[int, str, str]] = []  # (id, customer, item)
     stop = threading.Event()
 
@@ -111,7 +69,7 @@ def test_sigkill_loses_no_acknowledged_event(model_dir: Path, tmp_path: Path, se
         stored = {row[0] for row in con.execute("SELECT id FROM events")}
     assert {a[0] for a in acked} <= stored
 
-    proc = _start(model_dir, store, port)
+    proc = start_server(model_dir, store, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             assert c.get("/health").json()["events_stored"] == len(stored)
