@@ -325,6 +325,120 @@ def run(parts: list[str], dataset: str, data: Path) -> dict[str, Any]:
     return results
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """Tables for docs/benchmarks.md from the results file."""
+    out = []
+    for ds, r in results.items():
+        out.append(f"#### {ds}\n")
+        if "recovery" in r:
+            out += [
+                "Planted-trait recovery (best single-dimension abs. Spearman rho / 5-fold ridge "
+                "R^2; target >= 0.6 / >= 0.5):",
+                "",
+                "| profile view | " + " | ".join(TRAITS) + " | mean best abs rho | mean R^2 |",
+                "|---|" + "---|" * (len(TRAITS) + 2),
+            ]
+            for view, v in r["recovery"].items():
+                cells = [
+                    f"{v['per_trait'][t]['best_abs_spearman']:.2f} / "
+                    f"{v['per_trait'][t]['ridge_r2']:.2f}"
+                    for t in TRAITS
+                ]
+                out.append(
+                    f"| {view} | "
+                    + " | ".join(cells)
+                    + f" | {v['mean_best_abs_spearman']:.3f} | {v['mean_ridge_r2']:.3f} |"
+                )
+            out.append("")
+        if "stability" in r:
+            st = r["stability"]
+            pairs = ", ".join(f"{p['seeds']}: {p['mean_matched_r']:.3f}" for p in st["pairs"])
+            out += [
+                f"Stability over seeds (journey traits, Hungarian-matched Pearson r; target "
+                f">= 0.85): mean {st['mean_matched_r']:.3f} ({pairs}).",
+                "",
+            ]
+        if "sparsity" in r:
+            sp_ = r["sparsity"]
+            out += [
+                f"Sparsity (current profile, {sp_['traits']} traits): "
+                f"{sp_['mean_traits_above_half']:.2f} traits above 0.5 per customer on "
+                f"average; top-3 traits hold {100 * sp_['mean_top3_share']:.0f}% of the "
+                f"profile mass; normalised entropy {sp_['mean_normalised_entropy']:.2f}.",
+                "",
+            ]
+        if "segments" in r:
+            out += [
+                "Segments against the planted archetypes (adjusted Rand index):",
+                "",
+                "| method | k | ARI |",
+                "|---|---|---|",
+            ]
+            for name, v in r["segments"].items():
+                if isinstance(v, dict):
+                    out.append(f"| {name} | {v['k']} | {v['ARI']:.3f} |")
+            out.append("")
+        if "faithfulness" in r:
+            f = r["faithfulness"]
+            out += [
+                f"Faithfulness: removing the 3 most-attributed events lowers the top "
+                f"item's score more than removing 3 random events in "
+                f"{100 * f['share_top_beats_random']:.1f}% of {f['cases']} cases "
+                f"(target >= 80%).",
+                "",
+            ]
+        if "purity" in r:
+            p = r["purity"]
+            out += [
+                f"Item space, category purity@10 over {p['items_probed']} items: funnel "
+                f"{p['funnel item vectors']:.3f}, ALS {p['ALS item factors']:.3f}, random "
+                f"{p['random neighbours']:.3f}.",
+                "",
+            ]
+        if "coherence" in r:
+            c = r["coherence"]
+            out += [
+                f"Trait coherence: share of a trait's top-20 items in its most common "
+                f"category {c['mean_trait_share']:.3f} (random 20-item sets "
+                f"{c['random_sets_share']:.3f}).",
+                "",
+            ]
+        if "coldstart" in r:
+            cs = r["coldstart"]
+            out += [
+                f"Cold start ({cs['natural_cases']} test cases with 1-3 events; "
+                f"{cs['cut_cases']} cases cut to their last 1-3 events), HR@10 / NDCG@10:",
+                "",
+                "| model | natural 1-3 | cut to last 1-3 |",
+                "|---|---|---|",
+            ]
+            for m in ("funnel", "pop", "itemknn"):
+                cells = [
+                    f"{cs[m][v]['HR@10']:.4f} / {cs[m][v]['NDCG@10']:.4f}" if v in cs[m] else "-"
+                    for v in ("natural 1-3", "cut to last 1-3")
+                ]
+                out.append(f"| {m} | " + " | ".join(cells) + " |")
+            out.append("")
+        if "colditems" in r:
+            ci = r["colditems"]
+            out += [
+                f"Items held out of training ({ci['held_out_items']} items, "
+                f"{ci['cases']} test cases whose target is one of them):",
+                "",
+                "| model | HR@10 | NDCG@10 | HR@100 | median rank |",
+                "|---|---|---|---|---|",
+            ]
+            for m, v in ci.items():
+                if isinstance(v, dict) and "HR@10" in v:
+                    out.append(
+                        f"| {m} | {v['HR@10']:.4f} | {v['NDCG@10']:.4f} | "
+                        f"{v['HR@100']:.4f} | {v['median_rank']:.0f} |"
+                    )
+            out.append(f"| random | | | | {ci['random']['median_rank']:.0f} |")
+            out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -335,8 +449,12 @@ def main() -> None:
         "colditems",
     )
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.markdown:
+        print(markdown(results))
+        return
     new = run([p for p in args.only.split(",") if p], args.dataset, args.data)
     results[args.dataset] = {**results.get(args.dataset, {}), **new}
     args.out.parent.mkdir(parents=True, exist_ok=True)

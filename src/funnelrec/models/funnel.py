@@ -677,8 +677,10 @@ class FunnelModel(Recommender):
         self.append_events(customer_id, new_events)
         return self.refresh(customer_id, k)
 
-    def refresh(self, customer_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """(profile, top-k item ids) of a customer's current history (after appends)."""
+    def refresh(
+        self, customer_id: str, k: int = 10, with_scores: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """(profile, top-k item ids[, their scores]) of a customer's current history."""
         hist = self.history_of(customer_id)
         # One short sequence: a single thread is several times faster than a thread pool.
         threads = torch.get_num_threads()
@@ -693,7 +695,7 @@ class FunnelModel(Recommender):
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        return profile, top
+        return (profile, top, scores[top]) if with_scores else (profile, top)
 
     def action_weights(self) -> dict[str, dict[str, float]]:
         """Learned importance of each action type: input gate and history-term weight."""

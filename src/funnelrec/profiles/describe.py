@@ -154,9 +154,12 @@ def customer_profile(model, desc: Description, customer: str | pd.DataFrame) -> 
             "profile": prior.to_dict(),
             "note": "no events: profile of the largest segment; recommendations are popular items",
         }
-    prof = full_profiles(model, hist, desc.reference).iloc[0]
-    steady = full_profiles(model, hist, desc.reference, journey=True)
+    block = behaviour_block(hist, desc.reference)
+    current = model.profiles(hist)
+    block.index = current.index
+    steady = pd.concat([model.profiles(hist, journey=True), block], axis=1)
     seg = int(assign_segments(steady[desc.columns], desc.centers)[0])
+    prof = pd.concat([current, block], axis=1).iloc[0]
     return {"customer_id": cid, "cold_start": False, "segment": seg, "profile": prof.to_dict()}
 
 

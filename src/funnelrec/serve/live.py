@@ -114,7 +114,9 @@ class _State:
         self.ids: list[str] = [str(c) for c in prof.index]
         self.row = {c: i for i, c in enumerate(self.ids)}
         self.traits = np.array(prof.to_numpy(dtype=np.float32))  # writable: rows get updated
-        self.top: dict[str, list[str]] = {}
+        # Reads are served from these caches; an event for a customer refreshes their entry.
+        self.top: dict[str, dict[str, Any]] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
         self.new_items: int = 0
 
     def reject_reason(self, e: dict[str, Any]) -> str | None:
@@ -152,7 +154,7 @@ class _State:
         self.events_applied += len(events)
 
     def _refresh(self, cid: str) -> None:
-        profile, top = self.model.refresh(cid, k=self.k)
+        profile, top, scores = self.model.refresh(cid, k=self.k, with_scores=True)
         row = self.row.get(cid)
         if row is None:
             self.row[cid] = row = len(self.ids)
@@ -160,10 +162,23 @@ class _State:
             self.traits = np.vstack([self.traits, profile[None].astype(np.float32)])
         else:
             self.traits[row] = profile
-        self.top[cid] = [str(x) for x in self.vocab.item_ids[top]]
+        self.top[cid] = {
+            "customer_id": cid,
+            "fallback": None,
+            "items": [
+                {"item_id": str(self.vocab.item_ids[j]), "score": _num(v)}
+                for j, v in zip(top, scores, strict=True)
+            ],
+        }
+        self.profiles.pop(cid, None)  # recomputed on the next read
 
     # reads --------------------------------------------------------------------
     def profile(self, cid: str) -> dict[str, Any]:
+        if cid not in self.profiles:
+            self.profiles[cid] = self._profile(cid)
+        return self.profiles[cid]
+
+    def _profile(self, cid: str) -> dict[str, Any]:
         out = customer_profile(self.model, self.desc, cid)
         names = self.desc.trait_names()
         out["traits"] = [
@@ -180,6 +195,14 @@ class _State:
         return out
 
     def recommendations(self, cid: str, k: int, with_explanations: bool) -> dict[str, Any]:
+        if not with_explanations and k <= self.k:
+            if cid not in self.top:
+                self.top[cid] = self._recommendations(cid, self.k, False)
+            cached = self.top[cid]
+            return {**cached, "items": cached["items"][:k]}
+        return self._recommendations(cid, k, with_explanations)
+
+    def _recommendations(self, cid: str, k: int, with_explanations: bool) -> dict[str, Any]:
         rec = recommend_customer(self.model, cid, k=k)
         out = {"customer_id": cid, "fallback": rec["fallback"], "items": []}
         names = [self.desc.trait_names().get(t, t) for t in self.model.trait_names()]

@@ -1,0 +1,152 @@
+"""Load benchmark of the service on loopback (bounded in time): event posts and reads mixed.
+
+    python -m benchmarks.serve_load --seconds 20 --concurrency 16
+
+Fits the funnel model on the built-in generator (3,000 customers), starts `funnelrec serve` in
+a subprocess on 127.0.0.1, then runs `concurrency` asyncio clients for `seconds`: 70%
+`GET /customers/{id}/recommendations`, 10% `GET /customers/{id}/profile`, 20% single-event
+`POST /events`. Reports throughput, p50 / p99 latency per kind and errors; appends the result
+to benchmarks/results/serve_load.json. Target (issue 5): >= 500 requests/s, p99 <= 50 ms for
+reads and <= 100 ms for writes, zero errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from funnelrec.datasets import generate_funnel
+from funnelrec.pipeline import fit_funnel
+from funnelrec.sequences import load_sequences
+
+from .baselines import ROOT
+
+KEY = "load-key"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(model_dir: Path, store: Path, port: int) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-c",
+        "from funnelrec.cli import app; app()",
+        "serve",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--store",
+        str(store),
+    ]
+    proc = subprocess.Popen(cmd, env={**os.environ, "FUNNELREC_API_KEY": KEY})
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def _client(
+    base: str, customers: list[str], items: list[str], until: float, seed: int, out: dict[str, list]
+) -> None:
+    rng = np.random.default_rng(seed)
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": KEY}, timeout=10) as c:
+        while time.perf_counter() < until:
+            cid = customers[rng.integers(len(customers))]
+            u = rng.random()
+            started = time.perf_counter()
+            if u < 0.7:
+                kind, r = "read", await c.get(f"/customers/{cid}/recommendations?k=10")
+            elif u < 0.8:
+                kind, r = "read", await c.get(f"/customers/{cid}/profile")
+            else:
+                ev = {
+                    "customer_id": cid,
+                    "item_id": items[rng.integers(len(items))],
+                    "action": ["view", "add_cart", "remove_cart", "purchase"][rng.integers(4)],
+                }
+                kind, r = "write", await c.post("/events", json=ev)
+            ms = (time.perf_counter() - started) * 1000
+            out[kind].append(ms)
+            if r.status_code != 200:
+                out["errors"].append(r.status_code)
+
+
+async def _load(base: str, customers, items, seconds: float, concurrency: int) -> dict:
+    out: dict[str, list] = {"read": [], "write": [], "errors": []}
+    until = time.perf_counter() + seconds
+    await asyncio.gather(
+        *[_client(base, customers, items, until, i, out) for i in range(concurrency)]
+    )
+    n = len(out["read"]) + len(out["write"])
+    res = {
+        "seconds": seconds,
+        "concurrency": concurrency,
+        "requests": n,
+        "requests_per_s": n / seconds,
+        "errors": len(out["errors"]),
+    }
+    for kind in ("read", "write"):
+        x = np.asarray(out[kind])
+        res[kind] = (
+            {
+                "n": len(x),
+                "p50_ms": float(np.percentile(x, 50)),
+                "p99_ms": float(np.percentile(x, 99)),
+            }
+            if len(x)
+            else {}
+        )
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
+    args = ap.parse_args()
+    data = generate_funnel(n_customers=3000, seed=0)
+    seqs = load_sequences(data.events)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
+        fit_funnel(seqs, model_dir, epochs=5)
+        port = _port()
+        proc = _serve(model_dir, Path(tmp) / "events.sqlite", port)
+        try:
+            customers = [str(c) for c in seqs.vocab.customer_ids]
+            items = [str(i) for i in seqs.vocab.item_ids]
+            res = asyncio.run(
+                _load(f"http://127.0.0.1:{port}", customers, items, args.seconds, args.concurrency)
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    res["command"] = " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]])
+    print(json.dumps(res, indent=2))
+    runs = json.loads(args.out.read_text()) if args.out.exists() else []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([*runs, res], indent=2))
+
+
+if __name__ == "__main__":
+    main()
