@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from funnelrec.schema import FunnelrecError
@@ -50,7 +51,7 @@ class EventIn(BaseModel):
             try:
                 ts = pd.Timestamp(v)
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"not a timestamp: {v[:50]!r}") from exc
+                raise ValueError("not an ISO timestamp") from exc
             if ts is pd.NaT:
                 raise ValueError("not a timestamp")
             ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
@@ -129,20 +130,19 @@ def create_app(
         if keyed_reads:
             require_key(x_api_key)
 
-    @app.middleware("http")
-    async def limit_and_measure(request: Request, call_next):
-        started = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            response: Response = JSONResponse(
-                {"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.observe(path, request.method, response.status_code, time.perf_counter() - started)
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and why, never the input itself: the default echoes it back, which can be
+        # unencodable (NaN) or a string meant for someone else's HTML.
+        errors = [
+            {
+                "loc": [str(x) for x in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(FunnelrecError)
     async def _user_error(request: Request, exc: FunnelrecError) -> JSONResponse:
@@ -219,4 +219,46 @@ def create_app(
     from funnelrec.serve.dashboard import mount
 
     mount(app)
+    app.add_middleware(_LimitAndMeasure, metrics=metrics)
     return app
+
+
+class _LimitAndMeasure:
+    """Plain ASGI middleware: refuse bodies over MAX_BODY_BYTES (declared or streamed) with
+    413, and time every request for /metrics (cheaper than Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = {"code": 500}
+        headers = dict(scope.get("headers") or [])
+        size = headers.get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            response = JSONResponse(
+                {"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
+            )
+            await response(scope, receive, send)
+            status["code"] = 413
+        else:
+            seen = {"bytes": 0}
+
+            async def limited_receive():
+                message = await receive()
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > MAX_BODY_BYTES:
+                    raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+                return message
+
+            async def send_status(message):
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                await send(message)
+
+            await self.app(scope, limited_receive, send_status)
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        self.metrics.observe(path, scope["method"], status["code"], time.perf_counter() - started)
