@@ -204,3 +204,13 @@ def test_explain_takes_ids_and_zero_event_customers_get_popular_items(
     assert cold["items"] == list(model.vocab_.item_ids[top])
     counts = np.bincount(model.histories_.items, minlength=model.n_items_)
     assert counts[top[0]] >= np.sort(counts)[-3]  # training counts: the holdout moves a few
+
+
+def test_similar_customers_ann_path_agrees_with_exact(described) -> None:
+    pytest.importorskip("faiss")
+    _, profiles, _ = described
+    c = profiles.index[3]
+    exact = similar_customers(profiles, c, k=5)
+    ann = similar_customers(profiles, c, k=5, exact_limit=10)  # force the HNSW index
+    assert len(set(ann.customer_id) & set(exact.customer_id)) >= 4
+    assert ann.distance.iloc[0] == pytest.approx(exact.distance.iloc[0], rel=1e-3)

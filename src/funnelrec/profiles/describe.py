@@ -201,13 +201,16 @@ def popular_items(model, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     return top, share[top]
 
 
-def similar_customers(profiles: pd.DataFrame, customer: str, k: int = 10) -> pd.DataFrame:
-    """The k customers with the nearest profiles (Euclidean), exact below EXACT_LIMIT."""
+def similar_customers(
+    profiles: pd.DataFrame, customer: str, k: int = 10, exact_limit: int = EXACT_LIMIT
+) -> pd.DataFrame:
+    """The k customers with the nearest profiles (Euclidean): exact up to `exact_limit`
+    customers, an HNSW index (faiss, optional extra `funnelrec[ann]`) above."""
     if customer not in profiles.index:
         raise FunnelrecError(f"unknown customer '{customer}'")
     x = profiles.to_numpy(dtype=np.float32)
     q = profiles.loc[[customer]].to_numpy(dtype=np.float32)
-    if len(x) > EXACT_LIMIT:
+    if len(x) > exact_limit:
         ids, dist = _ann(x, q, k + 1)
     else:
         d = ((x - q) ** 2).sum(1)
