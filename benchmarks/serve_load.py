@@ -119,6 +119,17 @@ async def _load(base: str, customers, items, seconds: float, concurrency: int) -
     return res
 
 
+def _server_times(text: str) -> dict[str, float]:
+    """Mean time inside the server per route, from its Prometheus histogram."""
+    sums, counts = {}, {}
+    for line in text.splitlines():
+        for kind, store in (("_sum{", sums), ("_count{", counts)):
+            if line.startswith("funnelrec_request_seconds" + kind):
+                labels, value = line.split("{", 1)[1].rsplit("} ", 1)
+                store[labels] = float(value)
+    return {k: 1000 * sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -138,6 +149,8 @@ def main() -> None:
             res = asyncio.run(
                 _load(f"http://127.0.0.1:{port}", customers, items, args.seconds, args.concurrency)
             )
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            res["server_mean_ms"] = _server_times(metrics)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

@@ -214,3 +214,13 @@ def test_similar_customers_ann_path_agrees_with_exact(described) -> None:
     ann = similar_customers(profiles, c, k=5, exact_limit=10)  # force the HNSW index
     assert len(set(ann.customer_id) & set(exact.customer_id)) >= 4
     assert ann.distance.iloc[0] == pytest.approx(exact.distance.iloc[0], rel=1e-3)
+
+
+def test_single_history_fast_path_matches_the_batch_path(seqs: Sequences) -> None:
+    end = float(seqs.timestamps.max())
+    batch = behaviour_stats(seqs)
+    for row in range(0, len(seqs), 13):
+        one = behaviour_stats(seqs.select(np.array([row])), now=end).iloc[0]
+        np.testing.assert_allclose(
+            one.to_numpy(), batch.iloc[row].to_numpy(), rtol=1e-9, err_msg=f"row {row}"
+        )

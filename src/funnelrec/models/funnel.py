@@ -602,6 +602,10 @@ class FunnelModel(Recommender):
             raise FunnelrecError(f"unknown customer '{customer_id}'; pass their events instead")
         return self.histories_.select(np.array([row]))
 
+    def current_histories(self) -> Sequences:
+        """Every customer's history as the model holds it now (with live updates)."""
+        return self._merged_histories()
+
     def _merged_histories(self) -> Sequences:
         """Stored histories with every live update applied (new customers appended)."""
         self._rows  # noqa: B018 - makes sure the live state exists

@@ -88,7 +88,7 @@ def full_profiles(
 
     `journey=True` averages the learned traits over the journey (see `FunnelModel.profiles`).
     """
-    histories = histories if histories is not None else model._merged_histories()
+    histories = histories if histories is not None else model.current_histories()
     learned = model.profiles(histories, journey=journey)
     block = behaviour_block(histories, reference)
     block.index = learned.index
@@ -103,7 +103,7 @@ def describe(
     Cards and segments are built on journey profiles (traits averaged over the journey plus
     the behavioural block): archetypes describe who customers are, not their last click.
     """
-    histories = histories if histories is not None else model._merged_histories()
+    histories = histories if histories is not None else model.current_histories()
     profiles = full_profiles(model, histories, journey=True)
     learned = profiles[model.trait_names()]
     cards = trait_cards(model.trait_loadings(), learned, histories)
@@ -128,8 +128,13 @@ def describe(
     return desc, profiles, seg["labels"]
 
 
-def customer_profile(model, desc: Description, customer: str | pd.DataFrame) -> dict[str, Any]:
-    """Full profile of one customer (known id or raw events); no events -> segment prior."""
+def customer_profile(
+    model, desc: Description, customer: str | pd.DataFrame, now: float | None = None
+) -> dict[str, Any]:
+    """Full profile of one customer (known id or raw events); no events -> segment prior.
+
+    `now` anchors recency (default: the latest event the model holds).
+    """
     from funnelrec.sequences import encode_histories
 
     if isinstance(customer, pd.DataFrame):
@@ -154,13 +159,33 @@ def customer_profile(model, desc: Description, customer: str | pd.DataFrame) -> 
             "profile": prior.to_dict(),
             "note": "no events: profile of the largest segment; recommendations are popular items",
         }
-    block = behaviour_block(hist, desc.reference)
-    current = model.profiles(hist)
+    return {**customer_profiles(model, desc, hist, now)[0], "customer_id": cid}
+
+
+def customer_profiles(
+    model, desc: Description, histories: Sequences, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Batch form of `customer_profile` for histories with events (one dict per row)."""
+    if now is None:
+        now = float(model.histories_.timestamps.max()) if model.histories_.n_events else None
+        if histories.n_events:
+            now = max(now or -np.inf, float(histories.timestamps.max()))
+    block = behaviour_block(histories, desc.reference, now)
+    current = model.profiles(histories)
     block.index = current.index
-    steady = pd.concat([model.profiles(hist, journey=True), block], axis=1)
-    seg = int(assign_segments(steady[desc.columns], desc.centers)[0])
-    prof = pd.concat([current, block], axis=1).iloc[0]
-    return {"customer_id": cid, "cold_start": False, "segment": seg, "profile": prof.to_dict()}
+    steady = pd.concat([model.profiles(histories, journey=True), block], axis=1)
+    segs = assign_segments(steady[desc.columns], desc.centers)
+    full = pd.concat([current, block], axis=1)
+    cols = list(full.columns)
+    return [
+        {
+            "customer_id": str(cid),
+            "cold_start": False,
+            "segment": int(seg),
+            "profile": dict(zip(cols, map(float, row), strict=True)),
+        }
+        for cid, seg, row in zip(full.index, segs, full.to_numpy(), strict=True)
+    ]
 
 
 def recommend_customer(model, customer: str | pd.DataFrame, k: int = 10) -> dict[str, Any]:

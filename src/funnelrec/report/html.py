@@ -208,7 +208,7 @@ def build_report(
 ) -> Path:
     """Write the report for a fitted model, its description and its customers' profiles."""
     rng = np.random.default_rng(0)
-    hist = model._merged_histories()
+    hist = model.current_histories()
     stats = funnel_stats(hist)
     vocab = hist.vocab
     seg_labels = [f"segment {s['segment']}: {s['name']}" for s in desc.segments]

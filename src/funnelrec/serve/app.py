@@ -149,6 +149,8 @@ def create_app(
         status = 404 if "unknown" in str(exc) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
+    # Reads are answered from in-memory caches: `async` routes skip the thread-pool hop.
+    # Writes block on the SQLite commit, so they run in the pool.
     @app.post("/events", dependencies=[Depends(require_key)])
     def post_events(body: EventIn | Batch) -> dict[str, Any]:
         """One event or {"events": [...]} (at most 1000); per-event accepted / rejected."""
@@ -166,11 +168,11 @@ def create_app(
         }
 
     @app.get("/customers/{customer_id}/profile", dependencies=[Depends(read_key)])
-    def profile(customer_id: str) -> dict[str, Any]:
+    async def profile(customer_id: str) -> dict[str, Any]:
         return live.profile(customer_id)
 
     @app.get("/customers/{customer_id}/recommendations", dependencies=[Depends(read_key)])
-    def recommendations(
+    async def recommendations(
         customer_id: str,
         k: Annotated[int, Query(ge=1, le=100)] = 10,
         explain: bool = False,
@@ -178,23 +180,23 @@ def create_app(
         return live.recommendations(customer_id, k, explain)
 
     @app.get("/customers/{customer_id}/similar", dependencies=[Depends(read_key)])
-    def similar(customer_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
+    async def similar(customer_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
         return live.similar(customer_id, k)
 
     @app.get("/customers/{customer_id}/journey", dependencies=[Depends(read_key)])
-    def journey(customer_id: str) -> list:
+    async def journey(customer_id: str) -> list:
         return live.journey(customer_id)
 
     @app.get("/items/{item_id}/similar", dependencies=[Depends(read_key)])
-    def similar_items(item_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
+    async def similar_items(item_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
         return live.similar_items(item_id, k)
 
     @app.get("/traits", dependencies=[Depends(read_key)])
-    def traits() -> list:
+    async def traits() -> list:
         return live.traits_cards()
 
     @app.get("/segments", dependencies=[Depends(read_key)])
-    def segments() -> list:
+    async def segments() -> list:
         return live.segments()
 
     @app.get("/overview", dependencies=[Depends(read_key)])
@@ -202,11 +204,11 @@ def create_app(
         return live.overview()
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "events_stored": store.count(), **live.health()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> str:
+    async def prometheus() -> str:
         h = live.health()
         extra = {"events_stored": store.count(), "customers": h["customers"]}
         return metrics.text(extra, h["model_version"])

@@ -24,6 +24,7 @@ from funnelrec.profiles import (
     recommend_customer,
     similar_items,
 )
+from funnelrec.profiles.describe import customer_profiles
 from funnelrec.schema import ACTION_SYNONYMS, FunnelrecError
 from funnelrec.serve.store import EventStore
 
@@ -118,6 +119,27 @@ class _State:
         self.top: dict[str, dict[str, Any]] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
         self.new_items: int = 0
+        hist = model.current_histories()
+        self.clock = float(hist.timestamps.max()) if hist.n_events else 0.0
+        self._warm(hist)
+
+    def _warm(self, hist) -> None:
+        """Profiles and top-k of every known customer, in batches, before the first request."""
+        for lo in range(0, len(hist), 2048):
+            part = hist.select(np.arange(lo, min(lo + 2048, len(hist))))
+            part = part.select(np.flatnonzero(part.lengths > 0))
+            for p in customer_profiles(self.model, self.desc, part, now=self.clock):
+                self.profiles[p["customer_id"]] = _split_profile(p, self.desc)
+            ids, scores = self.model.recommend(part, k=self.k)
+            for row, cid in enumerate(self.vocab.customer_ids[part.customers]):
+                self.top[str(cid)] = {
+                    "customer_id": str(cid),
+                    "fallback": None,
+                    "items": [
+                        {"item_id": str(self.vocab.item_ids[j]), "score": _num(v)}
+                        for j, v in zip(ids[row], scores[row], strict=True)
+                    ],
+                }
 
     def reject_reason(self, e: dict[str, Any]) -> str | None:
         action = ACTION_SYNONYMS.get(str(e["action"]).lower(), str(e["action"]).lower())
@@ -144,6 +166,7 @@ class _State:
         if not events:
             return
         df = pd.DataFrame(events)
+        self.clock = max(self.clock, float(pd.to_numeric(df["timestamp"]).max()))
         known = df["item_id"].astype(str).map(lambda x: self.vocab.item_index(x) >= 0)
         self.new_items += int((~known).sum())
         df = df[known]
@@ -179,20 +202,7 @@ class _State:
         return self.profiles[cid]
 
     def _profile(self, cid: str) -> dict[str, Any]:
-        out = customer_profile(self.model, self.desc, cid)
-        names = self.desc.trait_names()
-        out["traits"] = [
-            {"trait": t, "name": names.get(t, t), "value": _num(v)}
-            for t, v in out["profile"].items()
-            if t.startswith("trait_")
-        ]
-        out["behaviour"] = {
-            t.removeprefix("behaviour_"): _num(v)
-            for t, v in out["profile"].items()
-            if t.startswith("behaviour_")
-        }
-        del out["profile"]
-        return out
+        return _split_profile(customer_profile(self.model, self.desc, cid, self.clock), self.desc)
 
     def recommendations(self, cid: str, k: int, with_explanations: bool) -> dict[str, Any]:
         if not with_explanations and k <= self.k:
@@ -251,7 +261,7 @@ class _State:
     def overview(self) -> dict[str, Any]:
         from funnelrec.stats import funnel_stats
 
-        stats = funnel_stats(self.model._merged_histories())
+        stats = funnel_stats(self.model.current_histories())
         return {
             "customers": stats["customers"],
             "items": stats["items"],
@@ -268,6 +278,21 @@ class _State:
             "events_applied": self.events_applied,
             "new_items_stored": self.new_items,
         }
+
+
+def _split_profile(out: dict[str, Any], desc) -> dict[str, Any]:
+    """{"profile": {col: v}} -> named learned traits and the behavioural block, apart."""
+    names = desc.trait_names()
+    prof = out.pop("profile")
+    out["traits"] = [
+        {"trait": t, "name": names.get(t, t), "value": _num(v)}
+        for t, v in prof.items()
+        if t.startswith("trait_")
+    ]
+    out["behaviour"] = {
+        t.removeprefix("behaviour_"): _num(v) for t, v in prof.items() if t.startswith("behaviour_")
+    }
+    return out
 
 
 def _num(x: float) -> float | None:
