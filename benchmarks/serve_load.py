@@ -5,7 +5,9 @@
 Fits the funnel model on the built-in generator (3,000 customers), starts `funnelrec serve` in
 a subprocess on 127.0.0.1, then runs `concurrency` asyncio clients for `seconds`: 70%
 `GET /customers/{id}/recommendations`, 10% `GET /customers/{id}/profile`, 20% single-event
-`POST /events`. Reports throughput, p50 / p99 latency per kind and errors; appends the result
+`POST /events` (with `--client wrk`: 3/4 of the connections read - every 8th read a profile -
+and 1/4 write; wrk is a C load generator that leaves the two cores to the server).
+Reports throughput, p50 / p99 latency per kind and errors; appends the result
 to benchmarks/results/serve_load.json. Target (issue 5): >= 500 requests/s, p99 <= 50 ms for
 reads and <= 100 ms for writes, zero errors.
 """
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,6 +122,80 @@ async def _load(base: str, customers, items, seconds: float, concurrency: int) -
     return res
 
 
+READ_LUA = """
+local ids = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local cid = ids[(i %% #ids) + 1]
+  if i %% 8 == 0 then
+    return wrk.format("GET", "/customers/" .. cid .. "/profile")
+  end
+  return wrk.format("GET", "/customers/" .. cid .. "/recommendations?k=10")
+end
+"""
+WRITE_LUA = """
+local ids = {%s}
+local items = {%s}
+local actions = {"view", "add_cart", "remove_cart", "purchase"}
+local i = 0
+request = function()
+  i = i + 1
+  local body = string.format('{"customer_id": "%%s", "item_id": "%%s", "action": "%%s"}',
+    ids[(i * 7 %% #ids) + 1], items[(i * 13 %% #items) + 1], actions[(i %% 4) + 1])
+  return wrk.format("POST", "/events",
+    {["Content-Type"] = "application/json", ["X-API-Key"] = "%s"}, body)
+end
+"""
+DONE_LUA = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('JSON {"requests": %d, "p50_ms": %.3f, "p99_ms": %.3f, '
+    .. '"errors": %d}\\n', summary.requests, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+
+
+def _wrk(
+    base: str, customers: list[str], items: list[str], seconds: float, concurrency: int, tmp: Path
+) -> dict:
+    """Two wrk runs at once (C, epoll: leaves the CPU to the server): reads on 3/4 of the
+    connections (recommendations, every 8th a profile), single-event writes on 1/4."""
+    quote = lambda xs: ", ".join(f'"{x}"' for x in xs[:2000])  # noqa: E731
+    (tmp / "read.lua").write_text(READ_LUA % quote(customers) + DONE_LUA)
+    (tmp / "write.lua").write_text(WRITE_LUA % (quote(customers), quote(items), KEY) + DONE_LUA)
+    n_write = max(1, concurrency // 4)
+    procs = {
+        kind: subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{c}",
+                f"-d{seconds:.0f}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(tmp / f"{kind}.lua"),
+                base,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for kind, c in (("read", concurrency - n_write), ("write", n_write))
+    }
+    res: dict = {"seconds": seconds, "concurrency": concurrency, "client": "wrk"}
+    for kind, p in procs.items():
+        out = p.communicate(timeout=seconds + 60)[0]
+        line = next(x for x in out.splitlines() if x.startswith("JSON "))
+        r = json.loads(line[5:])
+        res[kind] = {"n": r["requests"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+        res["errors"] = res.get("errors", 0) + r["errors"]
+    res["requests"] = res["read"]["n"] + res["write"]["n"]
+    res["requests_per_s"] = res["requests"] / seconds
+    return res
+
+
 def _server_times(text: str) -> dict[str, float]:
     """Mean time inside the server per route, from its Prometheus histogram."""
     sums, counts = {}, {}
@@ -135,6 +212,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
+    ap.add_argument(
+        "--client",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="wrk (Debian package; light on CPU) or the asyncio/httpx client",
+    )
     args = ap.parse_args()
     data = generate_funnel(n_customers=3000, seed=0)
     seqs = load_sequences(data.events)[0]
@@ -146,9 +229,12 @@ def main() -> None:
         try:
             customers = [str(c) for c in seqs.vocab.customer_ids]
             items = [str(i) for i in seqs.vocab.item_ids]
-            res = asyncio.run(
-                _load(f"http://127.0.0.1:{port}", customers, items, args.seconds, args.concurrency)
-            )
+            base = f"http://127.0.0.1:{port}"
+            if args.client == "wrk":
+                res = _wrk(base, customers, items, args.seconds, args.concurrency, Path(tmp))
+            else:
+                res = asyncio.run(_load(base, customers, items, args.seconds, args.concurrency))
+                res["client"] = "python"
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             res["server_mean_ms"] = _server_times(metrics)
         finally:

@@ -44,7 +44,8 @@ class Live:
         self.model_dir = Path(model_dir)
         self.store = store
         self.k = k
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the live state
+        self._write_lock = threading.Lock()  # one writer at a time (store order = live order)
         self.started = time.time()
         self._load()
 
@@ -63,15 +64,21 @@ class Live:
     def reload(self) -> str:
         """Load the model folder again (a new version), replay the store, swap atomically.
 
-        Reads keep being served from the old state until the swap.
+        Reads keep being served from the old state until the swap; writes wait, so that no
+        event is committed between the replay and the swap without reaching the new state.
         """
-        self._load()
+        with self._write_lock:
+            self._load()
         return self.state.version
 
     # ------------------------------------------------------------------ writes
     def add_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Validate, commit, then apply. Returns one result per event, in order."""
-        with self._lock:
+        """Validate, commit, then apply. Returns one result per event, in order.
+
+        Writers take turns (so the live order is the stored order); reads wait only while
+        the events are applied, not during the commit's fsync.
+        """
+        with self._write_lock:
             st = self.state
             results, accepted = [], []
             for e in events:
@@ -86,7 +93,8 @@ class Live:
             for r in results:
                 if r["accepted"]:
                     r["id"] = next(it)
-            st.apply(accepted)
+            with self._lock:
+                self.state.apply(accepted)
             return results
 
     # ------------------------------------------------------------------ reads
