@@ -191,3 +191,18 @@ def test_event_endpoint_never_500(client: TestClient, body) -> None:
         "/events", content=json.dumps(body), headers={**H, "Content-Type": "application/json"}
     )
     assert r.status_code < 500, (body, r.text)
+
+
+def test_fit_reads_the_service_store(client: TestClient, tmp_path: Path) -> None:
+    """`funnelrec fit STORE.sqlite` retrains on what the service stored."""
+    from funnelrec.sequences import load_sequences
+
+    cid, item, _ = _known(client)
+    events = [
+        {"customer_id": f"s{i % 3}", "item_id": item, "action": a, "timestamp": 1.7e9 + i}
+        for i, a in enumerate(["view", "add_cart", "purchase"] * 4)
+    ]
+    assert client.post("/events", json={"events": events}, headers=H).json()["accepted"] == 12
+    store = client.app.state.live.store.path
+    seqs = load_sequences(store)[0]
+    assert seqs.n_events == 12 and len(seqs) == 3

@@ -83,6 +83,21 @@ class EventTable:
         return self.con.execute("SELECT * FROM events ORDER BY customer_id, ts, row_no").df()
 
 
+def _event_store(path: Path) -> pd.DataFrame:
+    """The events of a `funnelrec serve` store (SQLite), canonical columns, stored order."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return pd.read_sql_query(
+                "SELECT customer_id, timestamp, action, item_id, category, brand, price "
+                "FROM events ORDER BY id",
+                db,
+            )
+    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        raise InputError(f"not a funnelrec event store: {exc}", path=str(path)) from exc
+
+
 def read_events(
     source: str | Path | pd.DataFrame,
     config: IngestConfig | None = None,
@@ -106,6 +121,8 @@ def read_events(
     """
     config = config or IngestConfig()
     started = time.perf_counter()
+    if isinstance(source, str | Path) and Path(source).suffix.lower() in (".sqlite", ".db"):
+        source = _event_store(Path(source))
     con = con or duckdb.connect()
     con.execute(f"SET memory_limit = {sql_str(config.memory_limit)}")
     con.execute("SET TimeZone = 'UTC'")
