@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,39 +31,11 @@ import numpy as np
 from funnelrec.datasets import generate_funnel
 from funnelrec.pipeline import fit_funnel
 from funnelrec.sequences import load_sequences
+from funnelrec.serve.process import spawn
 
 from .baselines import ROOT
 
 KEY = "load-key"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(model_dir: Path, store: Path, port: int) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-c",
-        "from funnelrec.cli import app; app()",
-        "serve",
-        str(model_dir),
-        "--port",
-        str(port),
-        "--store",
-        str(store),
-    ]
-    proc = subprocess.Popen(cmd, env={**os.environ, "FUNNELREC_API_KEY": KEY})
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 async def _client(
@@ -224,18 +194,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         fit_funnel(seqs, model_dir, epochs=5)
-        port = _port()
-        proc = _serve(model_dir, Path(tmp) / "events.sqlite", port)
+        proc, base = spawn(model_dir, Path(tmp) / "events.sqlite", KEY, quiet=False)
         try:
             customers = [str(c) for c in seqs.vocab.customer_ids]
             items = [str(i) for i in seqs.vocab.item_ids]
-            base = f"http://127.0.0.1:{port}"
             if args.client == "wrk":
                 res = _wrk(base, customers, items, args.seconds, args.concurrency, Path(tmp))
             else:
                 res = asyncio.run(_load(base, customers, items, args.seconds, args.concurrency))
                 res["client"] = "python"
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            metrics = httpx.get(f"{base}/metrics").text
             res["server_mean_ms"] = _server_times(metrics)
         finally:
             proc.send_signal(signal.SIGTERM)

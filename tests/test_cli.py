@@ -214,13 +214,8 @@ def test_traits_segments_explain_report(funnel_csv: Path, tmp_path: Path) -> Non
     assert res.exit_code == 0, res.output
     text = html.read_text()
     assert "<script src=" not in text  # self-contained: no CDN
-    for section in (
-        "overview",
-        "action-weights",
-        "traits",
-        "customer-map",
-        "item-map",
-        "segments",
-        "examples",
-    ):
+    from funnelrec.report.html import SECTIONS
+
+    assert len(SECTIONS) == 7
+    for section in SECTIONS:
         assert f"id='{section}'" in text

@@ -197,7 +197,7 @@ def test_fit_reads_the_service_store(client: TestClient, tmp_path: Path) -> None
     """`funnelrec fit STORE.sqlite` retrains on what the service stored."""
     from funnelrec.sequences import load_sequences
 
-    cid, item, _ = _known(client)
+    _, item, _ = _known(client)
     events = [
         {"customer_id": f"s{i % 3}", "item_id": item, "action": a, "timestamp": 1.7e9 + i}
         for i, a in enumerate(["view", "add_cart", "purchase"] * 4)
