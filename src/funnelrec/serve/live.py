@@ -98,6 +98,23 @@ class Live:
             return results
 
     # ------------------------------------------------------------------ reads
+    def profile(self, cid: str) -> dict[str, Any]:
+        # Cached entries are read without the lock (a dict lookup is atomic), so reads do
+        # not wait while a write recomputes another customer.
+        hit = self.state.profiles.get(cid)
+        if hit is not None:
+            return hit
+        with self._lock:
+            return self.state.profile(cid)
+
+    def recommendations(self, cid: str, k: int, with_explanations: bool) -> dict[str, Any]:
+        st = self.state
+        hit = st.top.get(cid) if not with_explanations and k <= st.k else None
+        if hit is not None:
+            return {**hit, "items": hit["items"][:k]}
+        with self._lock:
+            return self.state.recommendations(cid, k, with_explanations)
+
     def __getattr__(self, name: str):
         # Reads go to the current state under the lock (see _State for each one).
         attr = getattr(_State, name, None)
@@ -201,7 +218,8 @@ class _State:
                 for j, v in zip(top, scores, strict=True)
             ],
         }
-        self.profiles.pop(cid, None)  # recomputed on the next read
+        # Computed here, in the write, so that reads never wait for it.
+        self.profiles[cid] = self._profile(cid)
 
     # reads --------------------------------------------------------------------
     def profile(self, cid: str) -> dict[str, Any]:
