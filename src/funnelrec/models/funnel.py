@@ -210,6 +210,9 @@ class FunnelModel(Recommender):
         # their metadata alone (see `_cold_item_prior`).
         seen = np.bincount(train.items, minlength=vocab.n_items) > 0
         self._unseen = None if seen.all() else torch.from_numpy(~seen).to(self.device)
+        self._train_counts = torch.from_numpy(np.bincount(train.items, minlength=vocab.n_items)).to(
+            self.device
+        )
         counts = np.where(seen, np.bincount(train.items, minlength=vocab.n_items) + 1.0, 0.0)
         q = np.maximum(counts / counts.sum(), 1e-30)
         self.log_q_ = torch.from_numpy(np.log(q)).float().to(self.device)
@@ -287,26 +290,27 @@ class FunnelModel(Recommender):
     @torch.no_grad()
     def _cold_item_prior(self, net: FunnelNet) -> None:
         """Items never seen in training: own embedding 0 (their vector is then category +
-        brand + price band) and the mean bias of seen items of their category."""
+        brand + price band) and the bias of the rarest seen items of their category.
+
+        Zero events is less evidence than one, so a new item starts where the least
+        popular known items of its kind are, not in the middle of the catalogue; its
+        metadata (through traits and neighbours) has to lift it.
+        """
         if self._unseen is None:
             return
         unseen = self._unseen
         net.item_emb.weight[1:][unseen] = 0.0
-        cat = torch.from_numpy(self.vocab_.item_category.astype(np.int64)).to(unseen.device)
         bias = net.item_bias
-        fallback = bias[~unseen].mean()
-        prior = torch.full_like(bias, float(fallback))
-        known = ~unseen & (cat >= 0)
-        if known.any():
-            n_cat = int(cat.max()) + 1
-            sums = torch.zeros(n_cat, device=bias.device).index_add_(0, cat[known], bias[known])
-            cnts = torch.zeros(n_cat, device=bias.device).index_add_(
-                0, cat[known], torch.ones_like(bias[known])
-            )
-            has = (cat >= 0) & (cnts[cat.clamp(min=0)] > 0)
-            prior = torch.where(
-                has, sums[cat.clamp(min=0)] / cnts[cat.clamp(min=0)].clamp(min=1), prior
-            )
+        counts = self._train_counts
+        seen = ~unseen
+        rarest = seen & (counts == counts[seen].min())
+        prior = torch.full_like(bias, float(bias[rarest].mean()))
+        cat = torch.from_numpy(self.vocab_.item_category.astype(np.int64)).to(bias.device)
+        for c in torch.unique(cat[unseen & (cat >= 0)]).tolist():
+            mine = seen & (cat == c)
+            if mine.any():
+                low = mine & (counts == counts[mine].min())
+                prior[cat == c] = bias[low].mean()
         bias[unseen] = prior[unseen]
         net.train(net.training)  # drop cached item vectors
 
