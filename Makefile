@@ -23,9 +23,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/funnelrec demo --out ./funnelrec-demo
 
+# One BLAS/torch thread per test process: the tests' models are tiny, and two processes each
+# spinning two threads on two cores (a server subprocess, a benchmark) slow down 5-10x.
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest --durations=10
 
 # Headless Chromium for the report's browser test (Debian package; needs root or sudo).
 browser:
