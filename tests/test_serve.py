@@ -206,3 +206,18 @@ def test_fit_reads_the_service_store(client: TestClient, tmp_path: Path) -> None
     store = client.app.state.live.store.path
     seqs = load_sequences(store)[0]
     assert seqs.n_events == 12 and len(seqs) == 3
+
+
+def test_live_profile_after_a_write_equals_the_batch_profile(client: TestClient) -> None:
+    from funnelrec.profiles import customer_profile
+
+    cid, item, _ = _known(client)
+    ev = {"customer_id": cid, "item_id": item, "action": "purchase"}
+    assert client.post("/events", json=ev, headers=H).json()["accepted"] == 1
+    live = client.get(f"/customers/{cid}/profile").json()
+    st = client.app.state.live.state
+    ref = customer_profile(st.model, st.desc, cid, st.clock)
+    assert live["segment"] == ref["segment"]
+    got = {t["trait"]: t["value"] for t in live["traits"]}
+    got |= {f"behaviour_{k}": v for k, v in live["behaviour"].items()}
+    assert got == pytest.approx(ref["profile"], abs=1e-5)

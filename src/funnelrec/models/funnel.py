@@ -430,8 +430,12 @@ class FunnelModel(Recommender):
         return seqs.keep_events(~np.isin(seqs.actions, drop))
 
     @torch.no_grad()
-    def _encode_last(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Final state (n, d) and history term (n, n_items) of each history."""
+    def _encode_last(self, histories: Sequences, journey: list | None = None):
+        """Final state (n, d) and history term (n, n_items) of each history.
+
+        Pass a list as `journey` to also receive the journey traits (n, k) from the same
+        encoder pass (appended to it).
+        """
         h_seqs = self._drop(histories)
         net = self.net_
         if net.training:
@@ -439,12 +443,14 @@ class FunnelModel(Recommender):
         batch, _ = pad_histories(h_seqs, self.max_len)
         task = getattr(self, "score_task_", 1 if self.conversion_ else 0)
         dev = self._device
-        h = net.for_task(
-            net.encode(
-                batch.items.to(dev), batch.actions.to(dev), batch.gaps.to(dev), batch.starts.to(dev)
-            )[:, -1],
-            task,
+        states = net.encode(
+            batch.items.to(dev), batch.actions.to(dev), batch.gaps.to(dev), batch.starts.to(dev)
         )
+        h = net.for_task(states[:, -1], task)
+        if journey is not None and self.bottleneck:
+            t = net.traits(net.for_task(states, task))
+            real = (batch.items > 0).to(dev).unsqueeze(-1).float()
+            journey.append(((t * real).sum(1) / real.sum(1).clamp(min=1.0)).cpu().numpy())
         hist = None
         if self.history or self.neighbours:
             long_batch, _ = pad_histories(h_seqs, self.history_len)
@@ -572,19 +578,10 @@ class FunnelModel(Recommender):
             values, index=pd.Index(ids, name="customer_id"), columns=self.trait_names()
         )
 
-    @torch.no_grad()
     def _journey_traits(self, histories: Sequences) -> np.ndarray:
-        net = self.net_
-        net.eval()
-        batch, _ = pad_histories(self._drop(histories), self.max_len)
-        dev = self._device
-        h = net.encode(
-            batch.items.to(dev), batch.actions.to(dev), batch.gaps.to(dev), batch.starts.to(dev)
-        )
-        task = getattr(self, "score_task_", 1 if self.conversion_ else 0)
-        t = net.traits(net.for_task(h, task))  # (B, T, k)
-        real = (batch.items > 0).to(dev).unsqueeze(-1).float()
-        return ((t * real).sum(1) / real.sum(1).clamp(min=1.0)).cpu().numpy()
+        out: list = []
+        self._encode_last(histories, journey=out)
+        return out[0]
 
     def set_histories(self, histories: Sequences) -> None:
         """Use these histories for profiles and recommendations (weights unchanged).
@@ -686,15 +683,17 @@ class FunnelModel(Recommender):
         return self.refresh(customer_id, k)
 
     def refresh(
-        self, customer_id: str, k: int = 10, with_scores: bool = False
+        self, customer_id: str, k: int = 10, with_scores: bool = False, with_journey: bool = False
     ) -> tuple[np.ndarray, ...]:
-        """(profile, top-k item ids[, their scores]) of a customer's current history."""
+        """(profile, top-k item ids[, their scores][, journey traits]) of a customer's current
+        history, from one encoder pass."""
         hist = self.history_of(customer_id)
         # One short sequence: a single thread is several times faster than a thread pool.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            h, h_terms = self._encode_last(hist)
+            journey: list = []
+            h, h_terms = self._encode_last(hist, journey=journey if with_journey else None)
             with torch.no_grad():
                 scores = self.net_.score(h, h_terms).cpu().numpy()[0]
                 profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
@@ -703,7 +702,8 @@ class FunnelModel(Recommender):
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        return (profile, top, scores[top]) if with_scores else (profile, top)
+        out = (profile, top) + ((scores[top],) if with_scores else ())
+        return out + ((journey[0][0],) if with_journey else ())
 
     def action_weights(self) -> dict[str, dict[str, float]]:
         """Learned importance of each action type: input gate and history-term weight."""

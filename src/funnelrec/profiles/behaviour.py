@@ -78,7 +78,7 @@ def _price_percentile(vocab: Vocabulary) -> np.ndarray:
 def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
     """Raw statistics, one row per history (index = row), columns = BEHAVIOURS."""
     if len(seqs) == 1:
-        return pd.DataFrame([_stats_one(seqs, now)], columns=list(BEHAVIOURS), dtype=float)
+        return pd.DataFrame([stats_one(seqs, now)], columns=list(BEHAVIOURS), dtype=float)
     vocab = seqs.vocab
     n = len(seqs)
     ev = pd.DataFrame(
@@ -147,7 +147,7 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
     return out.astype(float)
 
 
-def _stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
+def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
     """The same statistics for one history with numpy only (a live read: ~100x faster than
     the pandas path; `tests/test_profiles.py` checks they agree)."""
     vocab = seqs.vocab
@@ -213,6 +213,23 @@ def behaviour_reference(raw: pd.DataFrame, n: int = 101) -> dict[str, list[float
         c: [float(v) for v in np.quantile(raw[c].dropna(), q)] if raw[c].notna().any() else []
         for c in raw.columns
     }
+
+
+def rank_against(raw: dict[str, float], reference: dict[str, list[float]]) -> dict[str, float]:
+    """One customer's raw statistics -> [0, 1] against saved quantiles (0.5 = no evidence).
+
+    The same ranking as `behaviour_block(..., reference)`, without pandas (live updates).
+    """
+    out = {}
+    for name in BEHAVIOURS:
+        q = np.asarray(reference.get(name) or [], dtype=np.float64)
+        x = raw.get(name, float("nan"))
+        if len(q) < 2 or not np.isfinite(x):
+            out[PREFIX + name] = 0.5
+            continue
+        lo, hi = np.searchsorted(q, x, side="left"), np.searchsorted(q, x, side="right")
+        out[PREFIX + name] = float(np.clip((lo + hi) / 2 / len(q), 0.0, 1.0))
+    return out
 
 
 def behaviour_block(

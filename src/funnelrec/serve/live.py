@@ -24,6 +24,7 @@ from funnelrec.profiles import (
     recommend_customer,
     similar_items,
 )
+from funnelrec.profiles.behaviour import rank_against, stats_one
 from funnelrec.profiles.describe import customer_profiles
 from funnelrec.schema import ACTION_SYNONYMS, FunnelrecError
 from funnelrec.serve.store import EventStore
@@ -190,19 +191,32 @@ class _State:
         """Append accepted events to the live histories (new items are stored only)."""
         if not events:
             return
-        df = pd.DataFrame(events)
-        self.clock = max(self.clock, float(pd.to_numeric(df["timestamp"]).max()))
-        known = df["item_id"].astype(str).map(lambda x: self.vocab.item_index(x) >= 0)
-        self.new_items += int((~known).sum())
-        df = df[known]
-        for cid, part in df.groupby(df["customer_id"].astype(str), sort=False):
-            self.model.append_events(cid, part[["item_id", "action", "timestamp"]])
+        self.clock = max(self.clock, max(float(e["timestamp"]) for e in events))
+        by_customer: dict[str, list[dict[str, Any]]] = {}
+        for e in events:
+            if self.vocab.item_index(str(e["item_id"])) < 0:
+                self.new_items += 1  # stored for the next model version only
+                continue
+            by_customer.setdefault(str(e["customer_id"]), []).append(e)
+        for cid, part in by_customer.items():
+            self.model.append_events(
+                cid,
+                pd.DataFrame(
+                    {
+                        "item_id": [str(e["item_id"]) for e in part],
+                        "action": [e["action"] for e in part],
+                        "timestamp": [float(e["timestamp"]) for e in part],
+                    }
+                ),
+            )
             if refresh:
                 self._refresh(cid)
         self.events_applied += len(events)
 
     def _refresh(self, cid: str) -> None:
-        profile, top, scores = self.model.refresh(cid, k=self.k, with_scores=True)
+        profile, top, scores, journey = self.model.refresh(
+            cid, k=self.k, with_scores=True, with_journey=True
+        )
         row = self.row.get(cid)
         if row is None:
             self.row[cid] = row = len(self.ids)
@@ -218,8 +232,21 @@ class _State:
                 for j, v in zip(top, scores, strict=True)
             ],
         }
-        # Computed here, in the write, so that reads never wait for it.
-        self.profiles[cid] = self._profile(cid)
+        # Computed here, in the write, so that reads never wait for it; numpy only.
+        self.profiles[cid] = self._live_profile(cid, profile, journey)
+
+    def _live_profile(self, cid: str, current: np.ndarray, journey: np.ndarray) -> dict[str, Any]:
+        """The same profile as `customer_profile`, from the traits `refresh` just computed
+        plus the journey traits and the behavioural block of this one customer."""
+        hist = self.model.history_of(cid)
+        block = rank_against(stats_one(hist, self.clock), self.desc.reference)
+        names = self.model.trait_names()
+        steady = dict(zip(names, journey, strict=True)) | block
+        x = np.array([steady[c] for c in self.desc.columns])
+        seg = int(((self.desc.centers - x) ** 2).sum(1).argmin())
+        prof = dict(zip(names, map(float, current), strict=True)) | block
+        out = {"customer_id": cid, "cold_start": False, "segment": seg, "profile": prof}
+        return _split_profile(out, self.desc)
 
     # reads --------------------------------------------------------------------
     def profile(self, cid: str) -> dict[str, Any]:
