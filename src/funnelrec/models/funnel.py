@@ -205,15 +205,18 @@ class FunnelModel(Recommender):
         lab_next = _pad_labels(windows, nxt, batch_all.items.shape[1])
         lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
         lab_behaviour = _behaviour_labels(windows, nxt, batch_all.items.shape[1])
-        # Items without a training event are kept out of the softmax (never pushed down as
-        # negatives that can never be positives); after training they are scored from
+        # Items without a training event are kept out of the full softmax (never pushed down
+        # as negatives that can never be positives); after training they are scored from
         # their metadata alone (see `_cold_item_prior`).
-        seen = np.bincount(train.items, minlength=vocab.n_items) > 0
-        self._unseen = None if seen.all() else torch.from_numpy(~seen).to(self.device)
-        self._train_counts = torch.from_numpy(np.bincount(train.items, minlength=vocab.n_items)).to(
-            self.device
-        )
-        counts = np.where(seen, np.bincount(train.items, minlength=vocab.n_items) + 1.0, 0.0)
+        n_train = np.bincount(train.items, minlength=vocab.n_items)
+        seen = n_train > 0
+        # Only with the full softmax: under sampled softmax an item that is rarely or never
+        # a sampled negative keeps a bias that nothing pushed down, so items without events
+        # stay in the sample (with add-one counts) and are pushed down like any rare item.
+        sampled = vocab.n_items > self.full_softmax_max_items
+        self._unseen = None if seen.all() or sampled else torch.from_numpy(~seen).to(self.device)
+        self._train_counts = torch.from_numpy(n_train).to(self.device)
+        counts = n_train + 1.0 if sampled else np.where(seen, n_train + 1.0, 0.0)
         q = np.maximum(counts / counts.sum(), 1e-30)
         self.log_q_ = torch.from_numpy(np.log(q)).float().to(self.device)
         net.to(self.device)
