@@ -472,17 +472,19 @@ def markdown(results: dict[str, Any]) -> str:
             ]
         if "purity" in r:
             p = r["purity"]
+            what = "attribute" if "by" in p else "category"
             out += [
-                f"Item space, category purity@10 over {p['items_probed']} items: funnel "
+                f"Item space, {what} purity@10 over {p['items_probed']} items: funnel "
                 f"{p['funnel item vectors']:.3f}, ALS {p['ALS item factors']:.3f}, random "
                 f"{p['random neighbours']:.3f}.",
                 "",
             ]
         if "coherence" in r:
             c = r["coherence"]
+            what = "attribute" if "by" in c else "category"
             out += [
                 f"Trait coherence: share of a trait's top-20 items in its most common "
-                f"category {c['mean_trait_share']:.3f} (random 20-item sets "
+                f"{what} {c['mean_trait_share']:.3f} (random 20-item sets "
                 f"{c['random_sets_share']:.3f}).",
                 "",
             ]
