@@ -36,6 +36,7 @@ def test_dashboard_pages_and_live_profile(seqs: Sequences, tmp_path: Path) -> No
             assert page.locator("#trait-cards .card").count() == 4
             assert page.locator("#segment-cards .card").count() >= 1
             assert page.locator("#ov-funnel .main-svg").count() >= 1
+            assert page.locator("#segment-map .main-svg").count() >= 1
             page.screenshot(path=str(tmp_path / "overview.png"))
 
             cid = str(seqs.vocab.customer_ids[0])

@@ -126,7 +126,10 @@ def test_keys(model_dir: Path, tmp_path: Path) -> None:
 def test_reads_and_unknowns(client: TestClient) -> None:
     cid, item, _ = _known(client)
     assert len(client.get("/traits").json()) == 4
-    assert client.get("/segments").json()
+    segs = client.get("/segments").json()
+    m = client.get("/segments/map").json()
+    assert len(m["x"]) == len(m["y"]) == len(m["segment"]) > 10
+    assert set(m["segment"]) <= {s["segment"] for s in segs}
     sim = client.get(f"/customers/{cid}/similar?k=4").json()
     assert len(sim) == 4 and cid not in {s["customer_id"] for s in sim}
     assert len(client.get(f"/items/{item}/similar?k=3").json()) == 3

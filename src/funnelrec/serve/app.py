@@ -200,6 +200,11 @@ def create_app(
     async def segments() -> list:
         return live.segments()
 
+    @app.get("/segments/map", dependencies=[Depends(read_key)])
+    async def segment_map() -> dict[str, Any]:
+        """2-D map of customers (PCA of their profiles), with each one's segment."""
+        return live.segment_map()
+
     @app.get("/overview", dependencies=[Depends(read_key)])
     def overview() -> dict[str, Any]:
         return live.overview()

@@ -7,6 +7,7 @@ profile and top-k in memory (`FunnelModel.update`), so the next read reflects it
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import threading
@@ -61,6 +62,10 @@ class Live:
         state.replay(self.store.events())
         with self._lock:
             self.state = state
+        # The warm caches are hundreds of thousands of long-lived objects; a full garbage
+        # collection walking them all is a pause of tens of milliseconds under load.
+        gc.collect()
+        gc.freeze()
 
     def reload(self) -> str:
         """Load the model folder again (a new version), replay the store, swap atomically.
@@ -293,6 +298,29 @@ class _State:
         return [
             {"item_id": str(r.item_id), "similarity": _num(r.similarity)} for r in df.itertuples()
         ]
+
+    def segment_map(self, n: int = 3000) -> dict[str, Any]:
+        """2-D map of customer profiles (PCA of traits + behavioural block), by segment."""
+        ids = [c for c in self.ids if c in self.profiles][:n]
+        if len(ids) < 3:
+            return {"customer_id": ids, "x": [], "y": [], "segment": []}
+        rows = [self.profiles[c] for c in ids]
+        x = np.array(
+            [
+                [t["value"] or 0.0 for t in p["traits"]]
+                + [v or 0.0 for v in p["behaviour"].values()]
+                for p in rows
+            ]
+        )
+        x = x - x.mean(0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        xy = x @ vt[:2].T
+        return {
+            "customer_id": ids,
+            "x": xy[:, 0].round(4).tolist(),
+            "y": xy[:, 1].round(4).tolist(),
+            "segment": [p["segment"] for p in rows],
+        }
 
     def traits_cards(self) -> list[dict[str, Any]]:
         return self.desc.cards
