@@ -433,11 +433,14 @@ class FunnelModel(Recommender):
         return seqs.keep_events(~np.isin(seqs.actions, drop))
 
     @torch.no_grad()
-    def _encode_last(self, histories: Sequences, journey: list | None = None):
+    def _encode_last(
+        self, histories: Sequences, journey: list | None = None, with_history: bool = True
+    ):
         """Final state (n, d) and history term (n, n_items) of each history.
 
         Pass a list as `journey` to also receive the journey traits (n, k) from the same
-        encoder pass (appended to it).
+        encoder pass (appended to it). `with_history=False` skips the history term (None)
+        where only states or traits are wanted.
         """
         h_seqs = self._drop(histories)
         net = self.net_
@@ -455,7 +458,7 @@ class FunnelModel(Recommender):
             real = (batch.items > 0).to(dev).unsqueeze(-1).float()
             journey.append(((t * real).sum(1) / real.sum(1).clamp(min=1.0)).cpu().numpy())
         hist = None
-        if self.history or self.neighbours:
+        if with_history and (self.history or self.neighbours):
             long_batch, _ = pad_histories(h_seqs, self.history_len)
             T = long_batch.items.shape[1]
             r = torch.arange(len(h_seqs))
@@ -572,7 +575,7 @@ class FunnelModel(Recommender):
                 if journey:
                     out.append(self._journey_traits(part))
                 else:
-                    h, _ = self._encode_last(part)
+                    h, _ = self._encode_last(part, with_history=False)
                     out.append(self.net_.traits(h).cpu().numpy())
         values = np.concatenate(out) if out else np.zeros((0, self.n_traits), np.float32)
         names = histories.vocab.customer_ids
@@ -583,7 +586,7 @@ class FunnelModel(Recommender):
 
     def _journey_traits(self, histories: Sequences) -> np.ndarray:
         out: list = []
-        self._encode_last(histories, journey=out)
+        self._encode_last(histories, journey=out, with_history=False)
         return out[0]
 
     def set_histories(self, histories: Sequences) -> None:

@@ -14,7 +14,6 @@ the score more than taking out 3 random events.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -36,25 +35,11 @@ def drop_events(history: Sequences, drops: list[np.ndarray]) -> Sequences:
     Gaps are re-measured between the kept events, so no trace of a removed event remains.
     """
     n = history.n_events
-    keeps = [np.setdiff1d(np.arange(n), d) for d in drops]
-    idx = np.concatenate(keeps) if keeps else np.zeros(0, np.int64)
-    lengths = np.array([len(k) for k in keeps], dtype=np.int64)
-    offsets = np.zeros(len(keeps) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    ts = history.timestamps[idx]
-    gaps = np.zeros(len(idx), np.float32)
-    gaps[1:] = np.maximum(np.diff(ts), 0.0)
-    gaps[offsets[:-1][lengths > 0]] = 0.0
-    return dataclasses.replace(
-        history,
-        offsets=offsets,
-        customers=np.repeat(history.customers[:1], len(keeps)),
-        items=history.items[idx],
-        actions=history.actions[idx],
-        timestamps=ts,
-        gaps=gaps,
-        sessions=history.sessions[idx],
-    )
+    copies = history.select(np.zeros(len(drops), dtype=np.int64))
+    keep = np.ones(len(drops) * n, dtype=bool)
+    for j, d in enumerate(drops):
+        keep[j * n + np.asarray(d, dtype=np.int64)] = False
+    return copies.keep_events(keep)
 
 
 def event_attributions(model, history: Sequences, item: int, window: int | None = None):

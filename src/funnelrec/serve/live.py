@@ -141,11 +141,6 @@ class _State:
         self.actions = set(self.vocab.action_names)
         self.categories = set(self.vocab.category_names)
         self.events_applied = 0
-        # Current learned traits of every known customer: the similar-customers index.
-        prof = model.profiles()
-        self.ids: list[str] = [str(c) for c in prof.index]
-        self.row = {c: i for i, c in enumerate(self.ids)}
-        self.traits = np.array(prof.to_numpy(dtype=np.float32))  # writable: rows get updated
         # Reads are served from these caches; an event for a customer refreshes their entry.
         self.top: dict[str, dict[str, Any]] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
@@ -153,6 +148,13 @@ class _State:
         hist = model.current_histories()
         self.clock = float(hist.timestamps.max()) if hist.n_events else 0.0
         self._warm(hist)
+        # Current learned traits of every known customer (the similar-customers index),
+        # taken from the warm profiles rather than encoding everyone a second time.
+        self.ids: list[str] = list(self.profiles)
+        self.row = {c: i for i, c in enumerate(self.ids)}
+        self.traits = np.array(
+            [[t["value"] for t in self.profiles[c]["traits"]] for c in self.ids], dtype=np.float32
+        ).reshape(len(self.ids), model.n_traits)
 
     def _warm(self, hist) -> None:
         """Profiles and top-k of every known customer, in batches, before the first request."""
