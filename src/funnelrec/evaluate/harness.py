@@ -16,6 +16,7 @@ import numpy as np
 from funnelrec.evaluate.metrics import HISTORY_BUCKETS, bucket_of, ranking_metrics, target_ranks
 from funnelrec.evaluate.splits import Cases, Split
 from funnelrec.models.base import Recommender, top_k
+from funnelrec.sequences import Sequences
 
 
 def evaluate(
@@ -33,6 +34,33 @@ def evaluate(
     History items are not masked by default: in funnels, coming back to an item is real
     behaviour. `mask_history=True` removes the customer's context items from the ranking.
     """
+    return evaluate_scores(
+        lambda ctx, _: model.score(ctx),
+        split,
+        part=part,
+        ks=ks,
+        mask_history=mask_history,
+        batch_size=batch_size,
+        seed=seed,
+        keep_ranks=keep_ranks,
+    )
+
+
+def evaluate_scores(
+    score: Callable[[Sequences, slice], np.ndarray],
+    split: Split,
+    part: str = "test",
+    ks: tuple[int, ...] = (5, 10, 20),
+    mask_history: bool = False,
+    batch_size: int = 512,
+    seed: int = 0,
+    keep_ranks: bool = False,
+) -> dict[str, Any]:
+    """`evaluate` for scores from anywhere: `score(contexts, case_slice)` -> (n, n_items).
+
+    Why: other libraries' models (benchmarks.compare) run in their own environments and hand
+    back score files; reading them through this function keeps one metric code for everyone.
+    """
     cases: Cases = split.valid if part == "valid" else split.test
     rng = np.random.default_rng(seed)
     ranks = np.empty(len(cases), dtype=np.int64)
@@ -41,7 +69,9 @@ def evaluate(
     for lo in range(0, len(cases), batch_size):
         sl = slice(lo, min(lo + batch_size, len(cases)))
         ctx = cases.contexts(split.full, sl)
-        scores = model.score(ctx)
+        scores = score(ctx, sl)
+        if not (isinstance(scores, np.ndarray) and scores.flags.writeable):
+            scores = np.array(scores, dtype=np.float32)  # a memory-mapped score file
         if mask_history:
             scores[ctx.row_of_events(), ctx.items] = -np.inf
         ranks[sl] = target_ranks(scores, cases.targets[sl], rng)
