@@ -201,7 +201,9 @@ def run_one(
             env[var] = str(threads)
     started = time.perf_counter()
     with open(out / "log.txt", "w") as logf:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        # Peers run in their run folder: RecBole writes log/ and log_tensorboard/ into its cwd.
+        cwd = ROOT if c.library == "funnelrec" else out
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=logf, stderr=subprocess.STDOUT)
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -438,7 +440,7 @@ def main() -> None:
             if c.library == "recbole" and args.max_seconds:
                 extra += ["--max-seconds", str(args.max_seconds)]
             if c.library == "recbole" and args.recbole_salvage:
-                extra += ["--salvage", str(args.recbole_salvage)]
+                extra += ["--salvage", str(args.recbole_salvage.resolve())]
             if c.library == "funnelrec" and args.data != DEFAULT_DATA:
                 extra += ["--data", str(args.data)]
             out = WORK / args.dataset / "runs" / f"{label}-{i}-{os.getpid()}"
