@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.baselines import DEFAULT_DATA, ROOT, datasets
-from benchmarks.funnel import MASKED
+from benchmarks.funnel import MASKED, split_heading
 from benchmarks.peers import handoff
 
 WORK = ROOT / ".bench" / "compare"
@@ -306,8 +306,7 @@ def markdown() -> str:
         r = json.loads(path.read_text())
         sp = r["split"]
         lines += [
-            f"#### {r['dataset']} — {sp['test_cases']:,} test cases, LOO, target {sp['target']}"
-            + (", history items excluded" if r["masked"] else ""),
+            split_heading(r["dataset"], sp, r["masked"]),
             "",
             "Commands (median over the runs each made):",
             "",

@@ -121,6 +121,13 @@ def latency(n_updates: int = 10_000, n_items: int = 500) -> dict:
     }
 
 
+def split_heading(name: str, sp: dict, masked: bool) -> str:
+    """The '#### name — N test cases ...' line above each results table."""
+    return f"#### {name} — {sp['test_cases']:,} test cases, LOO, target {sp['target']}" + (
+        ", history items excluded" if masked else ""
+    )
+
+
 def markdown(results: dict) -> str:
     """Tables for docs/benchmarks.md from the results file."""
     lines = []
@@ -129,8 +136,7 @@ def markdown(results: dict) -> str:
             continue
         sp = r["split"]
         lines += [
-            f"#### {key} — {sp['test_cases']:,} test cases, LOO, target {sp['target']}"
-            + (", history items excluded" if r["masked"] else ""),
+            split_heading(key, sp, r["masked"]),
             "",
             "| model | HR@10 | NDCG@10 | NDCG@10 95% CI | MRR | fit s | best epoch |",
             "|---|---|---|---|---|---|---|",

@@ -13,8 +13,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.peers import handoff
 from funnelrec.models import MODELS, FunnelModel
 
@@ -72,7 +70,7 @@ def main() -> None:
             "params": {
                 k: v
                 for k, v in model.get_params().items()
-                if isinstance(v, int | float | str | bool) and not isinstance(v, np.ndarray)
+                if isinstance(v, int | float | str | bool)
             },
         },
     )

@@ -43,6 +43,13 @@ class Ragged:
     def row(self, r: int) -> np.ndarray:
         return self.items[self.offsets[r] : self.offsets[r + 1]]
 
+    def rows(self, lo: int, hi: int) -> Ragged:
+        """Rows lo..hi-1 as their own Ragged (views, offsets restarted at 0)."""
+        a, b = self.offsets[lo], self.offsets[hi]
+        return Ragged(
+            self.offsets[lo : hi + 1] - a, self.items[a:b], self.actions[a:b], self.times[a:b]
+        )
+
     def row_ids(self) -> np.ndarray:
         return np.repeat(np.arange(len(self)), np.diff(self.offsets))
 

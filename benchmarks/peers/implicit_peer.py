@@ -56,12 +56,7 @@ def main() -> None:
         hi = min(lo + batch, n)
         rows = h.test_rows[lo:hi]
         if args.model == "als":
-            part = handoff.Ragged(
-                h.test.offsets[lo : hi + 1] - h.test.offsets[lo],
-                h.test.items[h.test.offsets[lo] : h.test.offsets[hi]],
-                h.test.actions[:0],
-                h.test.times[:0],
-            )
+            part = h.test.rows(lo, hi)
             ctx = counts(part, hi - lo, h.n_items)
             users = model.recalculate_user(np.arange(hi - lo), ctx)
         else:

@@ -66,12 +66,7 @@ def main() -> None:
     top = min(args.top, h.n_items)
     for lo in range(0, n, batch):
         hi = min(lo + batch, n)
-        part = handoff.Ragged(
-            h.test.offsets[lo : hi + 1] - h.test.offsets[lo],
-            h.test.items[h.test.offsets[lo] : h.test.offsets[hi]],
-            h.test.actions[:0],
-            h.test.times[:0],
-        )
+        part = h.test.rows(lo, hi)
         ds = Dataset.construct(frame(part, np.arange(hi - lo)))
         reco = model.recommend(users=np.arange(hi - lo), dataset=ds, k=top, filter_viewed=False)
         block = np.full((hi - lo, h.n_items), -np.inf, dtype=np.float32)
