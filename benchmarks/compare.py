@@ -100,7 +100,10 @@ CONTENDERS = {
         Contender("rectools_sasrec", "rectools", "rectools", ("rectools_peer.py", "sasrec")),
     )
 }
-TARGETS = {"generator": "purchase", "taobao": "purchase", "jdata": "purchase"}
+# The conversion target where the data has one worth ranking. JD's slices are 0.5-3 hour
+# windows: its purchase target falls back to add-to-cart and leaves 45 test cases and no
+# validation case (no early stopping for anyone), so the side-by-side ranks its next event.
+TARGETS = {"generator": "purchase", "taobao": "purchase", "jdata": "any"}
 
 
 def log(msg: str) -> None:
@@ -244,13 +247,19 @@ def median(xs: list[float | None]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def median_run_ci(per_run: list[dict], ndcg: float) -> list[float]:
+    """The bootstrap interval of the run whose NDCG@10 is the median (nearest to it)."""
+    run = min(per_run, key=lambda r: abs(r["metrics"]["NDCG@10"] - ndcg))
+    return run["metrics"]["NDCG@10_ci95"]
+
+
 def summarise(runs: dict[str, list[dict]], n_test: int) -> dict[str, dict]:
     out = {}
     for label, rs in runs.items():
         s: dict[str, Any] = {"runs": len(rs)}
         for key in ("HR@10", "NDCG@10", "MRR"):
             s[key] = median([r["metrics"][key] for r in rs])
-        s["NDCG@10_ci95"] = rs[0]["metrics"]["NDCG@10_ci95"]
+        s["NDCG@10_ci95"] = median_run_ci(rs, s["NDCG@10"])
         for key in ("fit_seconds", "seconds_to_best_epoch", "wall_seconds", "peak_rss_mb"):
             s[key] = median([r.get(key) for r in rs])
         s["score_ms_per_1000"] = median([1e6 * r["score_seconds"] / n_test for r in rs])
@@ -317,12 +326,14 @@ def markdown() -> str:
                 }
             ),
             "",
-            "| contender | HR@10 | NDCG@10 | NDCG@10 95% CI | MRR | s to best epoch "
+            "| contender | HR@10 | NDCG@10 | 95% CI (median run) | MRR | s to best epoch "
             "| × funnel's time | fit s | ms / 1k scored | peak RSS MB | epochs (best) |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, s in sorted(r["contenders"].items(), key=lambda kv: -kv[1]["NDCG@10"]):
-            lo, hi = s["NDCG@10_ci95"]
+            lo, hi = (
+                median_run_ci(s["per_run"], s["NDCG@10"]) if s.get("per_run") else s["NDCG@10_ci95"]
+            )
             ratio = s.get("peer_over_funnel_seconds_to_best_epoch")
             ratio_s = "" if ratio is None else f"{ratio:.2g}"
             if s.get("ratio_across_invocations"):

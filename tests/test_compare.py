@@ -79,3 +79,24 @@ def test_contender_commands_point_at_existing_runners() -> None:
                 ).returncode
                 == 0
             )
+
+
+def test_summary_reports_the_interval_of_the_median_run() -> None:
+    """Three runs: the NDCG@10 is their median and the interval is that run's, not run 0's."""
+    from benchmarks.compare import summarise
+
+    def run(ndcg: float, seconds: float) -> dict:
+        m = {"HR@10": ndcg, "NDCG@10": ndcg, "MRR": ndcg, "NDCG@10_ci95": [ndcg - 0.01, ndcg]}
+        return {
+            "metrics": m,
+            "library": "funnelrec",
+            "fit_seconds": seconds,
+            "seconds_to_best_epoch": seconds,
+            "score_seconds": 1.0,
+        }
+
+    runs = {"funnel": [run(0.10, 4.0), run(0.30, 2.0), run(0.20, 3.0)]}
+    s = summarise(runs, n_test=100)["funnel"]
+    assert s["NDCG@10"] == pytest.approx(0.20)
+    assert s["NDCG@10_ci95"] == pytest.approx([0.19, 0.20])
+    assert s["seconds_to_best_epoch"] == pytest.approx(3.0)
