@@ -331,9 +331,7 @@ def markdown() -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, s in sorted(r["contenders"].items(), key=lambda kv: -kv[1]["NDCG@10"]):
-            lo, hi = (
-                median_run_ci(s["per_run"], s["NDCG@10"]) if s.get("per_run") else s["NDCG@10_ci95"]
-            )
+            lo, hi = s["NDCG@10_ci95"]
             ratio = s.get("peer_over_funnel_seconds_to_best_epoch")
             ratio_s = "" if ratio is None else f"{ratio:.2g}"
             if s.get("ratio_across_invocations"):
