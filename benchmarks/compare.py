@@ -198,7 +198,9 @@ def run_one(
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cmd = c.command(python_for(c.env), hand, out, name, extra)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # This checkout first, so a copy of the repository (a git worktree) benchmarks its own code.
+    path = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(threads)
@@ -321,8 +323,11 @@ def markdown() -> str:
             "",
             *sorted(
                 {
-                    f"- `{c['command']}` ({c['date']}, {c['runs']} run(s))"
+                    f"- `{cmd}` ({c['date']}, {c['runs']} run(s) in all)"
+                    if len(c.get("commands", [])) > 1
+                    else f"- `{cmd}` ({c['date']}, {c['runs']} run(s))"
                     for c in r["contenders"].values()
+                    for cmd in c.get("commands", [c["command"]])
                 }
             ),
             "",
@@ -368,10 +373,28 @@ def save(args: argparse.Namespace, sp, mask: bool, runs: dict[str, list[dict]]) 
     if old.get("split_fingerprint") != split_fingerprint(sp):
         old = {}
     contenders = old.get("contenders", {})
+    if args.first_seed:
+        # More seeds for entries made before: keep their runs, summarise over all of them.
+        for label in runs:
+            prev = contenders.get(label)
+            if prev:
+                new = {r["seed"] for r in runs[label]}
+                # Runs stored before seeds were recorded used seeds 0, 1, ... in order.
+                kept = [
+                    {**r, "seed": r.get("seed", j), "epochs": e}
+                    for j, (r, e) in enumerate(zip(prev["per_run"], prev["epochs"], strict=True))
+                    if r.get("seed", j) not in new
+                ]
+                runs[label] = kept + runs[label]
+        summary = summarise(runs, len(sp.test))
     for label, rs in runs.items():
+        prev = contenders.get(label, {})
+        earlier = prev.get("commands", [prev["command"]] if "command" in prev else [])
         contenders[label] = {
             **summary[label],
             "command": command,
+            "commands": ([c for c in earlier if c != command] if args.first_seed else [])
+            + [command],
             "date": time.strftime("%Y-%m-%d"),
             "per_run": [{k: v for k, v in r.items() if k != "epochs"} for r in rs],
             "epochs": [r.get("epochs") for r in rs],
@@ -407,6 +430,12 @@ def main() -> None:
     )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seed of the first run; above 0, the runs are added to the stored ones",
+    )
+    ap.add_argument(
         "--max-seconds",
         type=float,
         default=None,
@@ -441,7 +470,7 @@ def main() -> None:
     write_handoff(sp, args.dataset, hand)
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict]] = {label: [] for label in labels}
-    for i in range(args.runs):
+    for i in range(args.first_seed, args.first_seed + args.runs):
         for label in labels:
             c = CONTENDERS[label]
             extra = ["--seed", str(i)]
@@ -452,9 +481,10 @@ def main() -> None:
             if c.library == "funnelrec" and args.data != DEFAULT_DATA:
                 extra += ["--data", str(args.data)]
             out = WORK / args.dataset / "runs" / f"{label}-{i}-{os.getpid()}"
-            log(f"{args.dataset} run {i + 1}/{args.runs}: {label}")
+            log(f"{args.dataset} seed {i} ({args.runs} run(s) from {args.first_seed}): {label}")
             r = run_one(c, args.dataset, hand, out, extra, args.timeout, args.threads)
             r["threads"] = args.threads
+            r["seed"] = i
             r["metrics"] = score_file(sp, mask, out / "scores.npy")
             (out / "scores.npy").unlink()  # up to ~1 GB each; the metrics are kept
             runs[label].append(r)

@@ -100,3 +100,39 @@ def test_summary_reports_the_interval_of_the_median_run() -> None:
     assert s["NDCG@10"] == pytest.approx(0.20)
     assert s["NDCG@10_ci95"] == pytest.approx([0.19, 0.20])
     assert s["seconds_to_best_epoch"] == pytest.approx(3.0)
+
+
+def test_added_seeds_join_the_stored_runs(split, tmp_path, monkeypatch) -> None:
+    """`--first-seed 1 --runs 2` after one stored run: three runs summarised, none twice."""
+    import argparse
+
+    monkeypatch.setattr(compare, "RESULTS", tmp_path)
+    monkeypatch.setattr(compare, "plot", lambda *a, **k: None)
+
+    def run(seed: int, ndcg: float) -> dict:
+        m = {"HR@10": ndcg, "NDCG@10": ndcg, "MRR": ndcg, "NDCG@10_ci95": [ndcg - 0.01, ndcg]}
+        return {
+            "metrics": m,
+            "library": "funnelrec",
+            "fit_seconds": 1.0,
+            "seed": seed,
+            "seconds_to_best_epoch": 1.0,
+            "score_seconds": 1.0,
+            "epochs": [seed],
+        }
+
+    def save(first: int, runs: list[dict]) -> dict:
+        args = argparse.Namespace(dataset="toy", first_seed=first, threads=1)
+        monkeypatch.setattr(sys, "argv", ["compare", "--first-seed", str(first)])
+        path = compare.save(args, split, False, {"funnel": runs})
+        return compare.json.loads(path.read_text())["contenders"]["funnel"]
+
+    save(0, [run(0, 0.10)])
+    save(1, [run(1, 0.30)])  # saved after each run of an invocation...
+    c = save(1, [run(1, 0.30), run(2, 0.20)])  # ...and again with both
+    assert [r["seed"] for r in c["per_run"]] == [0, 1, 2]
+    assert c["epochs"] == [[0], [1], [2]]
+    assert c["runs"] == 3 and c["NDCG@10"] == pytest.approx(0.20)
+    assert len(c["commands"]) == 2
+    c = save(0, [run(0, 0.40)])  # a fresh invocation from seed 0 replaces the entry
+    assert c["runs"] == 1 and len(c["commands"]) == 1
