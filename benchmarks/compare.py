@@ -319,21 +319,19 @@ def markdown() -> str:
         lines += [
             split_heading(r["dataset"], sp, r["masked"]),
             "",
-            "Commands (median over the runs each made):",
+            "Commands (each row is the median over its runs, made by one or more of them):",
             "",
             *sorted(
                 {
-                    f"- `{cmd}` ({c['date']}, {c['runs']} run(s) in all)"
-                    if len(c.get("commands", [])) > 1
-                    else f"- `{cmd}` ({c['date']}, {c['runs']} run(s))"
+                    f"- `{cmd}` ({c['date']})"
                     for c in r["contenders"].values()
                     for cmd in c.get("commands", [c["command"]])
                 }
             ),
             "",
-            "| contender | HR@10 | NDCG@10 | 95% CI (median run) | MRR | s to best epoch "
+            "| contender | runs | HR@10 | NDCG@10 | 95% CI (median run) | MRR | s to best epoch "
             "| × funnel's time | fit s | ms / 1k scored | peak RSS MB | epochs (best) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, s in sorted(r["contenders"].items(), key=lambda kv: -kv[1]["NDCG@10"]):
             lo, hi = s["NDCG@10_ci95"]
@@ -345,7 +343,8 @@ def markdown() -> str:
             if s.get("stopped_by") and s["stopped_by"] != ["early stop"]:
                 ep += f", {'/'.join(s['stopped_by'])}"
             lines.append(
-                f"| {label} | {s['HR@10']:.4f} | {s['NDCG@10']:.4f} | [{lo:.4f}, {hi:.4f}] "
+                f"| {label} | {s['runs']} | {s['HR@10']:.4f} | {s['NDCG@10']:.4f} "
+                f"| [{lo:.4f}, {hi:.4f}] "
                 f"| {s['MRR']:.4f} | {s['seconds_to_best_epoch']:.0f} "
                 f"| {ratio_s} | {s['fit_seconds']:.0f} "
                 f"| {s['score_ms_per_1000']:.0f} | {s['peak_rss_mb']:.0f} | {ep} |"
