@@ -325,7 +325,7 @@ def markdown() -> str:
                 {
                     f"- `{cmd}` ({c['date']})"
                     for c in r["contenders"].values()
-                    for cmd in c.get("commands", [c["command"]])
+                    for cmd in commands_of(c)
                 }
             ),
             "",
@@ -361,10 +361,30 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def stored_runs(entry: dict | None, new: list[dict]) -> list[dict]:
+    """The stored runs of a results entry whose seeds are not among `new`'s.
+
+    Runs stored before seeds were recorded used seeds 0, 1, ... in order.
+    """
+    if not entry:
+        return []
+    seeds = {r["seed"] for r in new}
+    pairs = enumerate(zip(entry["per_run"], entry["epochs"], strict=True))
+    return [
+        {**r, "seed": r.get("seed", j), "epochs": e}
+        for j, (r, e) in pairs
+        if r.get("seed", j) not in seeds
+    ]
+
+
+def commands_of(entry: dict) -> list[str]:
+    """The commands whose runs a results entry holds (older files keep one `command`)."""
+    return entry.get("commands") or [entry["command"]]
+
+
 def save(args: argparse.Namespace, sp, mask: bool, runs: dict[str, list[dict]]) -> Path:
     """Merge this invocation's runs into the data set's results file (after every run)."""
     runs = {k: v for k, v in runs.items() if v}
-    summary = summarise(runs, len(sp.test))
     command = "python -m benchmarks.compare " + " ".join(sys.argv[1:])
     path = RESULTS / f"{args.dataset}.json"
     # Contenders accumulate across invocations (RecBole on Beauty is one run of an hour).
@@ -372,28 +392,14 @@ def save(args: argparse.Namespace, sp, mask: bool, runs: dict[str, list[dict]]) 
     if old.get("split_fingerprint") != split_fingerprint(sp):
         old = {}
     contenders = old.get("contenders", {})
-    if args.first_seed:
-        # More seeds for entries made before: keep their runs, summarise over all of them.
-        for label in runs:
-            prev = contenders.get(label)
-            if prev:
-                new = {r["seed"] for r in runs[label]}
-                # Runs stored before seeds were recorded used seeds 0, 1, ... in order.
-                kept = [
-                    {**r, "seed": r.get("seed", j), "epochs": e}
-                    for j, (r, e) in enumerate(zip(prev["per_run"], prev["epochs"], strict=True))
-                    if r.get("seed", j) not in new
-                ]
-                runs[label] = kept + runs[label]
-        summary = summarise(runs, len(sp.test))
+    if args.first_seed:  # more seeds for entries made before: summarise over all runs
+        runs = {label: stored_runs(contenders.get(label), rs) + rs for label, rs in runs.items()}
+    summary = summarise(runs, len(sp.test))
     for label, rs in runs.items():
-        prev = contenders.get(label, {})
-        earlier = prev.get("commands", [prev["command"]] if "command" in prev else [])
+        earlier = commands_of(contenders[label]) if args.first_seed and label in contenders else []
         contenders[label] = {
             **summary[label],
-            "command": command,
-            "commands": ([c for c in earlier if c != command] if args.first_seed else [])
-            + [command],
+            "commands": [c for c in earlier if c != command] + [command],
             "date": time.strftime("%Y-%m-%d"),
             "per_run": [{k: v for k, v in r.items() if k != "epochs"} for r in rs],
             "epochs": [r.get("epochs") for r in rs],
