@@ -3,6 +3,7 @@ faithfulness of explanations, item-space purity, trait coherence and cold start.
 
     python -m benchmarks.interpret                       # every part on the built-in generator
     python -m benchmarks.interpret --only purity,coherence --dataset taobao
+    python -m benchmarks.interpret --only stability --kw '{"item_init": "svd", "anchor": 10}'
     python -m benchmarks.interpret --markdown            # tables for docs/benchmarks.md
 
 Results go to benchmarks/results/interpret.json (one key per part and data set).
@@ -33,7 +34,7 @@ from funnelrec.datasets import TRAITS, generate_funnel
 from funnelrec.evaluate import make_split
 from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
 from funnelrec.models import MODELS, FunnelModel
-from funnelrec.profiles import behaviour_block, faithfulness, fit_segments
+from funnelrec.profiles import behaviour_block, behaviour_stats, faithfulness, fit_segments
 from funnelrec.sequences import Sequences, load_sequences
 
 from .baselines import DEFAULT_DATA, ROOT, datasets
@@ -87,12 +88,55 @@ def recovery(model: FunnelModel, seqs: Sequences, truth: pd.DataFrame) -> dict[s
         "full profile (journey traits + behavioural)": np.hstack([journey, block.to_numpy()]),
         f"SVD-{model.n_traits} of customer x item counts": svd,
     }
-    return {name: _recovery_scores(x, truth) for name, x in views.items()}
+    out = {name: _recovery_scores(x, truth) for name, x in views.items()}
+    out["supervised probe (trained on the planted values; a reference, not a profile)"] = (
+        supervised_probe(seqs, truth)
+    )
+    return out
 
 
-def stability(seqs: Sequences, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+def _category_shares(seqs: Sequences) -> np.ndarray:
+    """(customers, categories) share of each customer's events in each category."""
+    rows = seqs.row_of_events()
+    cat = seqs.vocab.item_category[seqs.items]
+    shares = np.zeros((len(seqs), max(int(cat.max()) + 1, 1)))
+    np.add.at(shares, (rows[cat >= 0], cat[cat >= 0]), 1.0)
+    return shares / shares.sum(1, keepdims=True).clip(min=1.0)
+
+
+def supervised_probe(seqs: Sequences, truth: pd.DataFrame) -> dict[str, Any]:
+    """How much of each planted trait the logs carry, as far as a supervised model finds it.
+
+    Gradient-boosted trees see the planted values (5-fold, out-of-fold predictions) and a
+    customer's raw behavioural statistics, category shares and event counts per action. No
+    unsupervised profile is expected to beat this; a target above it asks for more than
+    these features hold (a stronger learner could still find more).
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import cross_val_predict
+
+    shares = _category_shares(seqs)
+    acts = np.zeros((len(seqs), seqs.vocab.n_actions))
+    np.add.at(acts, (seqs.row_of_events(), seqs.actions), 1.0)
+    x = np.hstack([behaviour_stats(seqs).to_numpy(), shares, acts])
+    per = {}
+    for name in TRAITS:
+        y = truth[name].to_numpy()
+        gbr = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, random_state=0)
+        pred = cross_val_predict(gbr, x, y, cv=5)
+        r2 = 1.0 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+        rho = abs(spearmanr(pred, y).statistic)
+        per[name] = {"best_abs_spearman": float(rho), "ridge_r2": float(r2)}
+    return {
+        "per_trait": per,
+        "mean_best_abs_spearman": float(np.mean([v["best_abs_spearman"] for v in per.values()])),
+        "mean_ridge_r2": float(np.mean([v["ridge_r2"] for v in per.values()])),
+    }
+
+
+def stability(seqs: Sequences, seeds: tuple[int, ...] = (0, 1, 2), **kw: Any) -> dict[str, Any]:
     """Retrain with several seeds; match traits (Hungarian on correlation); mean matched r."""
-    profs = [_fit(seqs, seed=s).profiles(seqs, journey=True).to_numpy() for s in seeds]
+    profs = [_fit(seqs, seed=s, **kw).profiles(seqs, journey=True).to_numpy() for s in seeds]
     pairs = []
     for i in range(len(profs)):
         for j in range(i + 1, len(profs)):
@@ -162,7 +206,28 @@ def segments(model: FunnelModel, seqs: Sequences, truth: pd.DataFrame) -> dict[s
         "k": k,
         "ARI": float(adjusted_rand_score(arche, tfidf_recipe(seqs, k))),
     }
+    out["supervised reference (trained on the planted archetypes; not a segmentation)"] = {
+        "k": k,
+        "ARI": float(adjusted_rand_score(arche, _supervised_archetypes(seqs, arche))),
+    }
     return out
+
+
+def _supervised_archetypes(seqs: Sequences, arche: np.ndarray) -> np.ndarray:
+    """Out-of-fold archetype predictions of a classifier that sees the planted labels.
+
+    From category shares and the standardised raw behavioural statistics: how well the
+    archetypes can be told apart at all from these logs, the ceiling a clustering faces.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.preprocessing import StandardScaler
+
+    shares = _category_shares(seqs)
+    raw = behaviour_stats(seqs)
+    stats = StandardScaler().fit_transform(raw.fillna(raw.median()).fillna(0.0).to_numpy())
+    clf = LogisticRegression(max_iter=2000)
+    return cross_val_predict(clf, np.hstack([shares, stats]), arche, cv=5)
 
 
 def purity(model: FunnelModel, seqs: Sequences, k: int = 10) -> dict[str, Any]:
@@ -353,7 +418,11 @@ def cold_items(seqs: Sequences, target: str, frac: float = 0.1, seed: int = 0) -
     return out
 
 
-def run(parts: list[str], dataset: str, data: Path) -> dict[str, Any]:
+def run(
+    parts: list[str], dataset: str, data: Path, kw: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Measure `parts` on one data set; `kw` = FunnelModel settings other than the defaults."""
+    kw = kw or {}
     results: dict[str, Any] = {}
     if dataset == "generator":
         seqs, truth = _generator()
@@ -364,7 +433,9 @@ def run(parts: list[str], dataset: str, data: Path) -> dict[str, Any]:
     needs_model = {"recovery", "sparsity", "segments", "faithfulness", "purity", "coherence"}
     masked = dataset in AMAZON_ATTRIBUTES
     # Sparse review data: dropout 0.5, the SASRec paper's setting for such sets.
-    model = _fit(seqs, **({"dropout": 0.5} if masked else {})) if needs_model & set(parts) else None
+    if masked:
+        kw = {"dropout": 0.5, **kw}
+    model = _fit(seqs, **kw) if needs_model & set(parts) else None
     attrs = item_attributes(data, dataset, seqs)
     by_attr = (
         attribute_measures(model, seqs, attrs)
@@ -378,7 +449,7 @@ def run(parts: list[str], dataset: str, data: Path) -> dict[str, Any]:
         if part == "recovery" and truth is not None:
             results[part] = recovery(model, seqs, truth)
         elif part == "stability":
-            results[part] = stability(seqs)
+            results[part] = stability(seqs, **kw)
         elif part == "sparsity":
             results[part] = sparsity(model, seqs)
         elif part == "segments" and truth is not None:
@@ -533,6 +604,7 @@ def main() -> None:
         default="recovery,stability,sparsity,segments,faithfulness,purity,coherence,coldstart,"
         "colditems",
     )
+    ap.add_argument("--kw", default="", help="JSON FunnelModel settings (results keyed by them)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
     args = ap.parse_args()
@@ -540,8 +612,10 @@ def main() -> None:
     if args.markdown:
         print(markdown(results))
         return
-    new = run([p for p in args.only.split(",") if p], args.dataset, args.data)
-    results[args.dataset] = {**results.get(args.dataset, {}), **new}
+    kw = json.loads(args.kw) if args.kw else {}
+    new = run([p for p in args.only.split(",") if p], args.dataset, args.data, kw)
+    key = f"{args.dataset} {json.dumps(kw)}" if kw else args.dataset
+    results[key] = {**results.get(key, {}), **new}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -60,6 +60,11 @@ class FunnelModel(Recommender):
     behaviour_weight : weight of the auxiliary tasks that make the traits also predict the
         next event's action and time gap (0 = off), so profiles carry how customers shop.
     history_len : events of a history used by the repeat term at scoring time.
+    item_init : "random" (small normal vectors) or "svd": item vectors start from a
+        truncated SVD of the training customer x item log-counts and trait k's loadings
+        from component k, the same whatever the seed.
+    anchor : with `item_init="svd"`, weight of a penalty that keeps the trait loadings near
+        those SVD components (0 = free), so that each trait keeps a data-given identity.
     seed : makes fitting repeatable (same seed, same data, same metrics).
 
     Examples
@@ -102,6 +107,8 @@ class FunnelModel(Recommender):
         internal_validation: bool = True,
         session_gap_minutes: float = 30.0,
         min_conversion_labels: int = 500,
+        item_init: str = "random",
+        anchor: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -134,6 +141,8 @@ class FunnelModel(Recommender):
         self.internal_validation = internal_validation
         self.session_gap_minutes = session_gap_minutes
         self.min_conversion_labels = min_conversion_labels
+        self.item_init = item_init
+        self.anchor = anchor
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -196,6 +205,11 @@ class FunnelModel(Recommender):
         net.set_item_metadata(
             torch.from_numpy(cat), torch.from_numpy(brand), torch.from_numpy(band)
         )
+        self._anchor = None
+        if self.item_init == "svd":
+            self._anchor = _svd_init(net, train)
+        elif self.item_init != "random":
+            raise ValueError(f"item_init must be 'random' or 'svd', not {self.item_init!r}")
         self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
         self.histories_, self._row_index = given, None
         windows, nxt, conv = training_windows(train, self.max_len, self.conversion_)
@@ -220,6 +234,8 @@ class FunnelModel(Recommender):
         q = np.maximum(counts / counts.sum(), 1e-30)
         self.log_q_ = torch.from_numpy(np.log(q)).float().to(self.device)
         net.to(self.device)
+        if self._anchor is not None:
+            self._anchor = self._anchor.to(self.device)
         # The few scalar weights (action gates, history weights, temperature) get a larger
         # step: with a few hundred steps per fit they would otherwise barely leave their init.
         scalars = {
@@ -376,6 +392,14 @@ class FunnelModel(Recommender):
                     loss = loss + self.behaviour_weight * (
                         F.cross_entropy(act, next_act) + F.cross_entropy(gap, next_gap)
                     )
+        if self.anchor > 0 and self._anchor is not None and self.bottleneck:
+            # Loadings of the items in this batch's labels, relative to their SVD start.
+            j = torch.unique(lab_next[rows][:, -T:][lab_next[rows][:, -T:] > 0]).to(dev)
+            load = net.to_loadings(net.item_vectors(j))
+            ref = self._anchor[j - 1]
+            loss = loss + self.anchor * ((load - ref) ** 2).sum(1).mean() / ref.pow(2).sum(
+                1
+            ).mean().clamp(min=1e-12)
         return loss
 
     def _train_logits(
@@ -846,6 +870,7 @@ class SASRec(FunnelModel):
             lr=lr,
             patience=patience,
             seed=seed,
+            item_init="random",  # as published
             use_actions=False,
             use_gaps=False,
             use_metadata=False,
@@ -880,6 +905,7 @@ class GRU4Rec(FunnelModel):
             lr=lr,
             patience=patience,
             seed=seed,
+            item_init="random",  # as published
             encoder="gru",
             use_actions=False,
             use_gaps=False,
@@ -932,3 +958,39 @@ def _offdiag_corr(t: torch.Tensor) -> torch.Tensor:
     c = (z.T @ z) / (t.shape[0] - 1)
     k = c.shape[0]
     return ((c - torch.diag(torch.diag(c))) ** 2).sum() / (k * (k - 1))
+
+
+@torch.no_grad()
+def _svd_init(net: FunnelNet, train: Sequences) -> torch.Tensor | None:
+    """Start item vectors (and trait k's loadings) from a truncated SVD of log-counts.
+
+    Why: with random starts every seed mixes the same trait subspace into different axes;
+    data-given starting axes are the same for every seed. Returns the (n_items, k)
+    reference loadings (None when the data are too small for a decomposition).
+    """
+    from scipy import sparse
+    from sklearn.decomposition import TruncatedSVD
+
+    n_items, d, k = net.cfg.n_items, net.cfg.d_model, net.cfg.n_traits
+    rows = train.row_of_events()
+    m = sparse.csr_matrix((np.ones(len(rows)), (rows, train.items)), (len(train), n_items))
+    m.sum_duplicates()
+    m.data = np.log1p(m.data)
+    c = min(d, min(m.shape) - 1)
+    if c < 1:
+        return None
+    svd = TruncatedSVD(c, algorithm="randomized", n_iter=7, random_state=0).fit(m)
+    # Unit-norm components, not scaled by their singular values: every trait starts with
+    # loadings of the same size, so none is too weak to be pinned down by the data.
+    vecs = svd.components_.T.copy()  # (n_items, c)
+    vecs = vecs / max(float(vecs.std()), 1e-12) * 0.02  # the scale of the random start
+    vecs = torch.from_numpy(vecs).float()
+    net.item_emb.weight[1:, :c] = vecs
+    ref = torch.zeros(n_items, k)
+    if net.cfg.bottleneck:
+        w = torch.zeros(k, d)
+        kk = min(k, c)
+        w[torch.arange(kk), torch.arange(kk)] = 1.0
+        net.to_loadings.weight.copy_(w)
+        ref[:, :kk] = vecs[:, :kk]
+    return ref

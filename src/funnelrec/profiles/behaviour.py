@@ -10,6 +10,7 @@ Raw statistics (NaN where a customer has no evidence for one):
     abandonment        share of carted items never purchased afterwards
     removal_rate       removals / add-to-carts
     impulse            -median seconds from an item's first view to its purchase (higher = faster)
+    browsing_depth     view events per session (low = decides after few looks)
     price_level        mean within-category price percentile of the items viewed
     price_sensitivity  price percentile of items viewed minus that of items bought
     exploration        entropy of the categories of the customer's sessions (each category
@@ -39,6 +40,7 @@ BEHAVIOURS: tuple[str, ...] = (
     "abandonment",
     "removal_rate",
     "impulse",
+    "browsing_depth",
     "price_level",
     "price_sensitivity",
     "exploration",
@@ -121,6 +123,10 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
     vb = vb[vb["buy"] >= vb["view"]]
     out["impulse"] = -(vb["buy"] - vb["view"]).groupby(level="row").median()
 
+    n_sessions = ev.groupby("row").session.nunique()
+    n_views = views.groupby("row").size().reindex(n_sessions.index, fill_value=0)
+    out["browsing_depth"] = n_views / n_sessions
+
     out["price_level"] = views.groupby("row").price_pct.mean()
     out["price_sensitivity"] = out["price_level"] - buys.groupby("row").price_pct.mean()
 
@@ -179,6 +185,7 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
             delays.append(d)
     if delays:
         out["impulse"] = -float(np.median(delays))
+    out["browsing_depth"] = float(view.sum() / len(np.unique(seqs.sessions)))
     pct = price_percentile(vocab)[items]
     if view.any() and np.isfinite(pct[view]).any():
         out["price_level"] = float(np.nanmean(pct[view]))

@@ -23,6 +23,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "abandonment": ("hesitant", "decisive"),
     "removal_rate": ("removes from cart", "keeps cart"),
     "impulse": ("impulsive", "deliberate"),
+    "browsing_depth": ("browses at length", "decides after few looks"),
     "price_level": ("browses premium", "browses budget"),
     "price_sensitivity": ("price-sensitive", "price-insensitive"),
     "exploration": ("explorer", "focused"),
