@@ -394,12 +394,11 @@ class FunnelModel(Recommender):
                     )
         if self.anchor > 0 and self._anchor is not None and self.bottleneck:
             # Loadings of the items in this batch's labels, relative to their SVD start.
-            j = torch.unique(lab_next[rows][:, -T:][lab_next[rows][:, -T:] > 0]).to(dev)
-            load = net.to_loadings(net.item_vectors(j))
+            labels = lab_next[rows][:, -T:]
+            j = torch.unique(labels[labels > 0]).to(dev)
             ref = self._anchor[j - 1]
-            loss = loss + self.anchor * ((load - ref) ** 2).sum(1).mean() / ref.pow(2).sum(
-                1
-            ).mean().clamp(min=1e-12)
+            drift = ((net.to_loadings(net.item_vectors(j)) - ref) ** 2).sum(1).mean()
+            loss = loss + self.anchor * drift / ref.pow(2).sum(1).mean().clamp(min=1e-12)
         return loss
 
     def _train_logits(
