@@ -284,7 +284,12 @@ AMAZON_ATTRIBUTES = {
 
 
 def item_attributes(data: Path, dataset: str, seqs: Sequences) -> list[set[int]] | None:
-    """S3-Rec item attributes (categories and brand, as integer ids) aligned with the vocab."""
+    """S3-Rec item attributes (categories and brand, as integer ids) aligned with the vocab.
+
+    Attributes carried by more than half of the items are left out: Toys and Sports give
+    every item their root category, and an attribute that every item shares says nothing
+    about which items are alike (it would make every neighbour "pure").
+    """
     import gzip
 
     name = AMAZON_ATTRIBUTES.get(dataset)
@@ -292,7 +297,13 @@ def item_attributes(data: Path, dataset: str, seqs: Sequences) -> list[set[int]]
         return None
     with gzip.open(data / "amazon_s3rec" / name, "rt") as f:
         raw = json.load(f)
-    return [set(raw.get(str(i), [])) for i in seqs.vocab.item_ids]
+    attrs = [set(raw.get(str(i), [])) for i in seqs.vocab.item_ids]
+    counts: dict[int, int] = {}
+    for a in attrs:
+        for x in a:
+            counts[x] = counts.get(x, 0) + 1
+    common = {x for x, n in counts.items() if n > len(attrs) / 2}
+    return [a - common for a in attrs]
 
 
 def attribute_measures(
