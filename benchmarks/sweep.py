@@ -77,7 +77,7 @@ def sweep(args: argparse.Namespace) -> None:
         for name, kw in settings.items()
         for s in (int(x) for x in args.seeds.split(","))
     ]
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(args.jobs, len(jobs))))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, min(args.jobs, len(jobs))))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     pending, running = list(jobs), []
     started = time.perf_counter()
@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--target", default="", help="split target (default: the data set's first)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="runs side by side")
+    ap.add_argument("--threads", type=int, default=0, help="per run (default: cores / jobs)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sweep.json")
     ap.add_argument("--markdown", action="store_true")
