@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -298,10 +299,7 @@ def item_attributes(data: Path, dataset: str, seqs: Sequences) -> list[set[int]]
     with gzip.open(data / "amazon_s3rec" / name, "rt") as f:
         raw = json.load(f)
     attrs = [set(raw.get(str(i), [])) for i in seqs.vocab.item_ids]
-    counts: dict[int, int] = {}
-    for a in attrs:
-        for x in a:
-            counts[x] = counts.get(x, 0) + 1
+    counts = Counter(x for a in attrs for x in a)
     common = {x for x, n in counts.items() if n > len(attrs) / 2}
     return [a - common for a in attrs]
 

@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from statistics import median
 
-from .baselines import DEFAULT_DATA, ROOT
+from funnelrec.sequences import atomic_write
 
-MASKED = {"beauty", "sports", "toys", "video_games"}
+from .baselines import DEFAULT_DATA, ROOT
+from .funnel import MASKED
 
 
 def one_run(
@@ -110,9 +111,7 @@ def _store(out: Path, run: dict) -> None:
     key = (run["dataset"], run["setting"], run["seed"])
     runs = [r for r in runs if (r["dataset"], r["setting"], r["seed"]) != key] + [run]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"runs": runs}, indent=1))
-    tmp.replace(out)
+    atomic_write(out, lambda p: Path(p).write_text(json.dumps({"runs": runs}, indent=1)))
 
 
 def markdown(out: Path) -> str:

@@ -273,6 +273,19 @@ class Sequences:
         )
 
 
+def count_matrix(seqs: Sequences, n_rows: int | None = None, rows: np.ndarray | None = None) -> Any:
+    """(rows, n_items) scipy CSR matrix of event counts per history (or per given row ids)."""
+    from scipy import sparse
+
+    r = seqs.row_of_events() if rows is None else rows
+    n = len(seqs) if n_rows is None else n_rows
+    m = sparse.csr_matrix(
+        (np.ones(seqs.n_events, np.float32), (r, seqs.items)), shape=(n, seqs.n_items)
+    )
+    m.sum_duplicates()
+    return m
+
+
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

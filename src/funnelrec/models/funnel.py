@@ -38,6 +38,7 @@ from funnelrec.sequences import (
     Sequences,
     atomic_write,
     concat_sequences,
+    count_matrix,
     encode_histories,
     load_sequences,
 )
@@ -367,7 +368,8 @@ class FunnelModel(Recommender):
         dev = self._device
         h = net.encode(sub.items.to(dev), sub.actions.to(dev), sub.gaps.to(dev), sub.starts.to(dev))
         loss = torch.zeros((), device=dev)
-        tasks = [(lab_next[rows][:, -T:], 0)]
+        next_labels = lab_next[rows][:, -T:]
+        tasks = [(next_labels, 0)]
         if self.conversion_:
             tasks.append((lab_conv[rows][:, -T:], 1))
         for labels, task in tasks:
@@ -394,8 +396,7 @@ class FunnelModel(Recommender):
                     )
         if self.anchor > 0 and self._anchor is not None and self.bottleneck:
             # Loadings of the items in this batch's labels, relative to their SVD start.
-            labels = lab_next[rows][:, -T:]
-            j = torch.unique(labels[labels > 0]).to(dev)
+            j = torch.unique(next_labels[next_labels > 0]).to(dev)
             ref = self._anchor[j - 1]
             drift = ((net.to_loadings(net.item_vectors(j)) - ref) ** 2).sum(1).mean()
             loss = loss + self.anchor * drift / ref.pow(2).sum(1).mean().clamp(min=1e-12)
@@ -967,13 +968,10 @@ def _svd_init(net: FunnelNet, train: Sequences) -> torch.Tensor | None:
     data-given starting axes are the same for every seed. Returns the (n_items, k)
     reference loadings (None when the data are too small for a decomposition).
     """
-    from scipy import sparse
     from sklearn.decomposition import TruncatedSVD
 
     n_items, d, k = net.cfg.n_items, net.cfg.d_model, net.cfg.n_traits
-    rows = train.row_of_events()
-    m = sparse.csr_matrix((np.ones(len(rows)), (rows, train.items)), (len(train), n_items))
-    m.sum_duplicates()
+    m = count_matrix(train).astype(np.float64)
     m.data = np.log1p(m.data)
     c = min(d, min(m.shape) - 1)
     if c < 1:

@@ -11,23 +11,10 @@ import warnings
 from typing import Self
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from funnelrec.models.base import Recommender
-from funnelrec.sequences import Sequences
-
-
-def _counts(
-    seqs: Sequences, n_rows: int | None = None, rows: np.ndarray | None = None
-) -> sp.csr_matrix:
-    r = seqs.row_of_events() if rows is None else rows
-    n = len(seqs) if n_rows is None else n_rows
-    m = sp.csr_matrix(
-        (np.ones(seqs.n_events, np.float32), (r, seqs.items)), shape=(n, seqs.n_items)
-    )
-    m.sum_duplicates()
-    return m
+from funnelrec.sequences import Sequences, count_matrix
 
 
 class _ImplicitMF(Recommender):
@@ -51,7 +38,7 @@ class _ImplicitMF(Recommender):
     def fit(self, train: Sequences) -> Self:
         # Rows are customers (dense ids); customers with no training events stay empty.
         n_customers = train.vocab.n_customers
-        user_items = _counts(train, n_customers, train.customers[train.row_of_events()])
+        user_items = count_matrix(train, n_customers, train.customers[train.row_of_events()])
         user_items.data = np.log1p(user_items.data) * self.alpha
         with warnings.catch_warnings(), threadpool_limits(1, "blas"):
             warnings.simplefilter("ignore")
@@ -81,7 +68,7 @@ class ALS(_ImplicitMF):
         )
 
     def _score(self, histories: Sequences) -> np.ndarray:
-        rows = _counts(histories)
+        rows = count_matrix(histories)
         rows.data = np.log1p(rows.data) * self.alpha
         with threadpool_limits(1, "blas"):
             users = self.model_.recalculate_user(np.arange(len(histories)), rows)
@@ -119,7 +106,7 @@ class BPR(_ImplicitMF):
 
     def _score(self, histories: Sequences) -> np.ndarray:
         v = self.item_factors_  # (I, F + 1): implicit appends an item bias column
-        rows = _counts(histories)
+        rows = count_matrix(histories)
         rows.data = np.log1p(rows.data)
         # Ridge fold-in for every history: u = (V'V + lam I)^-1 V' r, bias column fixed to 1.
         gram = v.T @ v + 0.1 * np.eye(v.shape[1], dtype=np.float32)
