@@ -220,3 +220,22 @@ def test_svd_start_gives_every_seed_the_same_trait_axes(split) -> None:
     assert drift(fits[0, 10.0]) < drift(fits[0, 0.0])
     with pytest.raises(ValueError, match="item_init"):
         FunnelModel(item_init="pca").fit(split.train)
+
+
+def test_no_later_session_conversion_still_early_stops_on_held_out_events() -> None:
+    """Short logs can hold no conversion after a customer's first session (JD's add-to-cart
+    slice): epochs are then chosen on each customer's held-out last event, not run to the
+    maximum, and the next-event head scores (the conversion head has no labels)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(80):
+        a, b, x, y = (f"i{v}" for v in rng.integers(0, 20, size=4))
+        first = [(a, "view"), (b, "view"), (b, "purchase")]
+        later = [(x, "view"), (y, "view"), (x, "view")]
+        for k, (item, action) in enumerate(first + later):
+            t = 1e9 + c * 1e5 + k * 60 + (7200 if k >= 3 else 0)
+            rows.append((f"c{c}", item, action, t))
+    events = pd.DataFrame(rows, columns=["customer_id", "item_id", "action", "timestamp"])
+    m = FunnelModel(n_traits=4, epochs=4, patience=1).fit(events)
+    assert all("valid_NDCG@10" in r for r in m.history_)
+    assert m.score_task_ == 0

@@ -170,15 +170,25 @@ class FunnelModel(Recommender):
         rng = np.random.default_rng(self.seed)
         conversion = tuple(train.target_actions) != tuple(range(train.vocab.n_actions))
         given = train  # profiles and recommendations use every given event
+        proxy_valid = False  # validation cases that are not of the target's kind
         if (valid is None or len(valid[1]) == 0) and self.internal_validation:
             # No validation cases given: hold out each customer's last target event, so
             # that early stopping still has something honest to look at.
-            train, contexts, targets = holdout_last_target(train, conversion)
+            part, contexts, targets = holdout_last_target(train, conversion)
+            if not len(targets) and conversion:
+                # Not one customer has a later-session conversion to spare (short logs):
+                # stop on each customer's last event instead, so the epochs are still
+                # chosen on held-out data rather than run to `epochs` (which overfits).
+                every = tuple(range(train.vocab.n_actions))
+                part, contexts, targets = holdout_last_target(train, False, every)
+                proxy_valid = True
+            train = part
             valid = (contexts, targets) if len(targets) else None
         train = self._drop(train)
         vocab = train.vocab
         self.conversion_ = conversion
-        self.score_task_ = 1 if conversion else 0  # revisited after training
+        # Validation scores with the head its cases are for; revisited after training.
+        self.score_task_ = 1 if conversion and not proxy_valid else 0
         self.target_actions_ = tuple(int(a) for a in train.target_actions)
         cat, brand, band = item_metadata_codes(vocab)
         cfg = FunnelNetConfig(
@@ -303,7 +313,9 @@ class FunnelModel(Recommender):
         if not hasattr(self, "best_epoch_"):
             self.best_epoch_ = len(self.history_)
         net.eval()
-        self._choose_scoring_task(valid, mask_history, int((lab_conv > 0).sum()))
+        self._choose_scoring_task(
+            None if proxy_valid else valid, mask_history, int((lab_conv > 0).sum())
+        )
         self.fit_seconds_ = time.perf_counter() - started
         return self
 

@@ -153,17 +153,19 @@ def training_windows(
 
 
 def holdout_last_target(
-    train: Sequences, conversion: bool
+    train: Sequences, conversion: bool, actions: tuple[int, ...] | None = None
 ) -> tuple[Sequences, Sequences, np.ndarray]:
     """Carve a validation set out of training data when none is given.
 
-    Each customer's last target event becomes a validation case (context = events before it,
-    or before its session for a conversion target) and is removed, with everything after it,
-    from what is trained on. Returns (trainable part, validation contexts, target items).
+    Each customer's last target event (an event of `actions`, by default the target
+    actions) becomes a validation case (context = events before it, or before its session
+    for a conversion target) and is removed, with everything after it, from what is trained
+    on. Returns (trainable part, validation contexts, target items).
     """
     rows, pos, session_start = train.positions()
     ctx_end = session_start if conversion else pos
-    cand = np.flatnonzero(np.isin(train.actions, train.target_actions) & (ctx_end >= 1))
+    wanted = train.target_actions if actions is None else actions
+    cand = np.flatnonzero(np.isin(train.actions, wanted) & (ctx_end >= 1))
     # Per row: the candidate with the largest context end (first such event).
     order = np.lexsort((cand, -ctx_end[cand], rows[cand]))
     cand = cand[order]
