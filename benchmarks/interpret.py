@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
@@ -36,7 +35,7 @@ from funnelrec.evaluate import make_split
 from funnelrec.evaluate.metrics import ranking_metrics, target_ranks
 from funnelrec.models import MODELS, FunnelModel
 from funnelrec.profiles import behaviour_block, behaviour_stats, faithfulness, fit_segments
-from funnelrec.sequences import Sequences, load_sequences
+from funnelrec.sequences import Sequences, count_matrix, load_sequences
 
 from .baselines import DEFAULT_DATA, ROOT, datasets
 
@@ -52,13 +51,6 @@ def _generator() -> tuple[Sequences, pd.DataFrame]:
 
 def _fit(seqs: Sequences, seed: int = 0, **kw: Any) -> FunnelModel:
     return FunnelModel(seed=seed, **kw).fit(seqs)
-
-
-def _count_matrix(seqs: Sequences) -> sp.csr_matrix:
-    rows = seqs.row_of_events()
-    m = sp.csr_matrix((np.ones(seqs.n_events), (rows, seqs.items)), shape=(len(seqs), seqs.n_items))
-    m.sum_duplicates()
-    return m
 
 
 def _recovery_scores(x: np.ndarray, truth: pd.DataFrame) -> dict[str, Any]:
@@ -81,7 +73,9 @@ def recovery(model: FunnelModel, seqs: Sequences, truth: pd.DataFrame) -> dict[s
     journey = model.profiles(seqs, journey=True).to_numpy()
     block = behaviour_block(seqs)
     truth = truth.loc[learned.index]
-    svd = TruncatedSVD(model.n_traits, random_state=0).fit_transform(_count_matrix(seqs))
+    svd = TruncatedSVD(model.n_traits, random_state=0).fit_transform(
+        count_matrix(seqs).astype(np.float64)
+    )
     views = {
         "learned traits (current)": learned.to_numpy(),
         "learned traits (journey)": journey,

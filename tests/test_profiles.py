@@ -224,3 +224,18 @@ def test_single_history_fast_path_matches_the_batch_path(seqs: Sequences) -> Non
         np.testing.assert_allclose(
             one.to_numpy(), batch.iloc[row].to_numpy(), rtol=1e-9, err_msg=f"row {row}"
         )
+
+
+def test_window_statistics_count_the_sessions_it_holds(seqs: Sequences) -> None:
+    """A window cut from a longer history (session ids not starting at 0): the batch and
+    the one-customer paths agree, and frequency counts the sessions present."""
+    w = seqs.select(np.arange(6)).suffix(8)
+    assert (w.sessions[w.offsets[:-1]] > 0).any()
+    batch = behaviour_stats(w)
+    for r in range(len(w)):
+        one = w.select([r])
+        alone = behaviour_stats(one)
+        for col in ("frequency", "browsing_depth"):
+            assert batch.loc[r, col] == pytest.approx(alone.loc[0, col], nan_ok=True)
+        weeks = max((one.timestamps.max() - one.timestamps.min()) / (7 * 86400.0), 1.0)
+        assert alone.loc[0, "frequency"] == pytest.approx(len(np.unique(one.sessions)) / weeks)

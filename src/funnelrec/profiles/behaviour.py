@@ -146,8 +146,9 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
 
     if vocab.has_time and len(ev):
         span_weeks = (ev.groupby("row").t.max() - ev.groupby("row").t.min()) / (7 * 86400.0)
-        sessions = ev.groupby("row").session.max() + 1
-        out["frequency"] = sessions / span_weeks.clip(lower=1.0)
+        # Sessions present, not the largest session number: a window cut from a longer
+        # history does not start at session 0.
+        out["frequency"] = n_sessions / span_weeks.clip(lower=1.0)
         end = ev.t.max() if now is None else now
         out["recency"] = -(end - ev.groupby("row").t.max()) / 86400.0
     return out.astype(float)
@@ -185,7 +186,8 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
             delays.append(d)
     if delays:
         out["impulse"] = -float(np.median(delays))
-    out["browsing_depth"] = float(view.sum() / len(np.unique(seqs.sessions)))
+    n_sessions = len(np.unique(seqs.sessions))
+    out["browsing_depth"] = float(view.sum() / n_sessions)
     pct = price_percentile(vocab)[items]
     if view.any() and np.isfinite(pct[view]).any():
         out["price_level"] = float(np.nanmean(pct[view]))
@@ -207,7 +209,7 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
         out["loyalty"] = float(repeat.mean())
     if vocab.has_time:
         span_weeks = (t.max() - t.min()) / (7 * 86400.0)
-        out["frequency"] = (int(seqs.sessions.max()) + 1) / max(span_weeks, 1.0)
+        out["frequency"] = n_sessions / max(span_weeks, 1.0)
         end = t.max() if now is None else now
         out["recency"] = -(end - t.max()) / 86400.0
     return out
