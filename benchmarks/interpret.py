@@ -43,8 +43,8 @@ OUT = ROOT / "benchmarks" / "results" / "interpret.json"
 N_CUSTOMERS = 3000
 
 
-def _generator() -> tuple[Sequences, pd.DataFrame]:
-    data = generate_funnel(n_customers=N_CUSTOMERS, seed=0)
+def _generator(seed: int = 0) -> tuple[Sequences, pd.DataFrame]:
+    data = generate_funnel(n_customers=N_CUSTOMERS, seed=seed)
     seqs = load_sequences(data.events)[0]
     return seqs, data.customers.set_index("customer_id")
 
@@ -422,13 +422,20 @@ def cold_items(seqs: Sequences, target: str, frac: float = 0.1, seed: int = 0) -
 
 
 def run(
-    parts: list[str], dataset: str, data: Path, kw: dict[str, Any] | None = None
+    parts: list[str],
+    dataset: str,
+    data: Path,
+    kw: dict[str, Any] | None = None,
+    generator_seed: int = 0,
 ) -> dict[str, Any]:
-    """Measure `parts` on one data set; `kw` = FunnelModel settings other than the defaults."""
+    """Measure `parts` on one data set; `kw` = FunnelModel settings other than the defaults.
+
+    `generator_seed` draws another generated data set (other archetypes, items and traits).
+    """
     kw = kw or {}
     results: dict[str, Any] = {}
     if dataset == "generator":
-        seqs, truth = _generator()
+        seqs, truth = _generator(generator_seed)
     else:
         source, _ = datasets(data)[dataset]
         seqs, truth = load_sequences(source() if callable(source) else source)[0], None
@@ -608,6 +615,12 @@ def main() -> None:
         "colditems",
     )
     ap.add_argument("--kw", default="", help="JSON FunnelModel settings (results keyed by them)")
+    ap.add_argument(
+        "--generator-seed",
+        type=int,
+        default=0,
+        help="another draw of the built-in generator (results keyed 'generator seed=N')",
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
     args = ap.parse_args()
@@ -616,8 +629,12 @@ def main() -> None:
         print(markdown(results))
         return
     kw = json.loads(args.kw) if args.kw else {}
-    new = run([p for p in args.only.split(",") if p], args.dataset, args.data, kw)
-    key = f"{args.dataset} {json.dumps(kw)}" if kw else args.dataset
+    parts = [p for p in args.only.split(",") if p]
+    new = run(parts, args.dataset, args.data, kw, args.generator_seed)
+    key = args.dataset
+    if args.dataset == "generator" and args.generator_seed:
+        key += f" seed={args.generator_seed}"
+    key = f"{key} {json.dumps(kw)}" if kw else key
     results[key] = {**results.get(key, {}), **new}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
