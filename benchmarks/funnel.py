@@ -40,14 +40,20 @@ ABLATIONS = {
 MASKED = {"beauty", "sports", "toys", "video_games"}
 
 
+def split_with_valid(seqs, target: str) -> tuple:
+    """Leave-one-out split and its validation (contexts, targets), None without cases."""
+    sp = make_split(seqs, SplitConfig(protocol="loo", target=target))
+    valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
+    return sp, valid
+
+
 def run_dataset(
     name: str, source, targets: list[str], models: list[str], dropout: float | None = None
 ) -> dict:
     seqs = load_sequences(source() if callable(source) else source)[0]
     out = {}
     for target in targets:
-        sp = make_split(seqs, SplitConfig(protocol="loo", target=target))
-        valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
+        sp, valid = split_with_valid(seqs, target)
         rows = {}
         for m in models:
             make = ABLATIONS.get(m) or MODELS[m]

@@ -38,17 +38,16 @@ def one_run(
     """Fit one setting with one seed and score its test split (runs in a child process)."""
     import torch
 
-    from funnelrec.config import SplitConfig
-    from funnelrec.evaluate import evaluate, make_split
+    from funnelrec.evaluate import evaluate
     from funnelrec.models import FunnelModel
     from funnelrec.sequences import load_sequences
 
     from .baselines import datasets
+    from .funnel import split_with_valid
 
     source, targets = datasets(data)[dataset]
     seqs = load_sequences(source() if callable(source) else source)[0]
-    sp = make_split(seqs, SplitConfig(protocol="loo", target=target or targets[0]))
-    valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
+    sp, valid = split_with_valid(seqs, target or targets[0])
     masked = dataset in MASKED
     model = FunnelModel(**{**kw, "seed": seed, "device": device})
     started = time.perf_counter()
