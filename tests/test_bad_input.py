@@ -398,7 +398,7 @@ def test_unknown_action_rejected_in_strict_mode_kept_otherwise(tmp_path: Path) -
 def test_too_many_and_too_few_fields(tmp_path: Path) -> None:
     text = HEADER + (
         f"1,{T0},view,10\n"  # line 2
-        f"1,{T0 + 1},view,11,extra\n"  # line 3
+        f"1,{T0 + 1},view,11,extra,more,most\n"  # line 3: one row, however many extras
         f"1,{T0 + 2},view\n"  # line 4
         f"1,{T0 + 3},view,12\n"  # line 5
         f"1,not-a-time,view,13\n"  # line 6: after the reader's own rejects

@@ -166,6 +166,7 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
         "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
         "FROM jrej_errors ORDER BY line"
     ).df()
+    reader_bad = reader_bad.drop_duplicates("line", keep="first").reset_index(drop=True)
     if len(reader_bad):
         _realign_row_numbers(con, reader_bad["line"].to_numpy(), 0, table="raw_lines")
         reader_bad["reason"] = reader_bad["reason"].map(_reader_reason)
@@ -286,6 +287,9 @@ def _open_csv(
         "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
         "FROM rej_errors ORDER BY line"
     ).df()
+    # The reader reports a row once per problem (a row with three extra fields: three
+    # times); it is one rejected row.
+    bad = bad.drop_duplicates("line", keep="first").reset_index(drop=True)
     if len(bad):
         # Rows the CSV reader skipped shift row numbers; keep row_no aligned with file lines.
         _realign_row_numbers(con, bad["line"].to_numpy(), header_lines)
