@@ -311,6 +311,35 @@ def test_negative_and_unparseable_price(tmp_path: Path) -> None:
     assert _rejects(rejects) == [(3, "negative price"), (4, "unparseable price")]
 
 
+def test_local_price_spellings_are_read_and_noted(tmp_path: Path) -> None:
+    """Shops write prices with currency signs, decimal commas and thousands separators: the
+    event is kept with its price read as a number, and the report says so."""
+    text = "customer_id;timestamp;action;item_id;price\n" + (
+        f"1;{T0};view;10;9.99\n"
+        f"1;{T0 + 1};view;11;9,99\n"
+        f"1;{T0 + 2};view;12;$1,234.50\n"
+        f"1;{T0 + 3};view;13;1.234,50 EUR\n"
+        f"1;{T0 + 4};view;14;€ 7\n"
+    )
+    table = read_events(_write(tmp_path, "events.csv", text))
+    assert table.report.rows_rejected == {} and table.report.rows_used == 5
+    prices = table.df().sort_values("item_id")["price"].tolist()
+    assert prices == pytest.approx([9.99, 9.99, 1234.5, 1234.5, 7.0])
+    assert any("4 prices written with a currency sign" in n for n in table.report.notes)
+
+
+def test_map_to_nothing_leaves_an_optional_column_out(tmp_path: Path) -> None:
+    text = "customer_id,timestamp,action,item_id,price\n" + (
+        f"1,{T0},view,10,abc\n1,{T0 + 1},view,11,-5\n"
+    )
+    path = _write(tmp_path, "events.csv", text)
+    table = read_events(path, IngestConfig(column_map={"price": ""}))
+    assert table.report.rows_rejected == {} and table.report.rows_used == 2
+    assert table.df()["price"].isna().all()
+    with pytest.raises(InputError, match="required column"):
+        read_events(path, IngestConfig(column_map={"item_id": ""}))
+
+
 def test_non_finite_price_is_rejected(tmp_path: Path) -> None:
     text = "customer_id,timestamp,action,item_id,price\n" + (
         f"1,{T0},view,10,1.5\n1,{T0 + 1},view,11,nan\n1,{T0 + 2},view,12,inf\n"

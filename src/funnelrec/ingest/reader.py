@@ -165,6 +165,15 @@ def read_events(
     elif len(rejects):
         report.notes.append(f"{len(rejects)} rejected rows (pass rejects_path to keep them)")
 
+    local = con.execute(
+        "SELECT count(*), any_value(raw_price), any_value(price) FROM staged "
+        "WHERE reason IS NULL AND local_price"
+    ).fetchone()
+    if local[0]:
+        report.notes.append(
+            f"{local[0]:,} prices written with a currency sign, a decimal comma or thousands "
+            f"separators were read as numbers (e.g. '{local[1]}' -> {local[2]:g})"
+        )
     valid = int(con.execute("SELECT count(*) FROM staged WHERE reason IS NULL").fetchone()[0])
     con.execute(
         "CREATE OR REPLACE TEMP TABLE events AS SELECT min(row_no) AS row_no, customer_id, ts, "
@@ -238,6 +247,14 @@ def _resolve_columns(
                 path=src.path,
                 expected=", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS),
             )
+        if canon in config.column_map and not str(raw).strip():
+            if canon in REQUIRED_COLUMNS:
+                raise InputError(
+                    f"--map {canon}= (empty) would drop a required column",
+                    path=src.path,
+                    expected=f"--map {canon}=COLUMN",
+                )
+            continue  # `--map price=`: leave that optional column out
         names = (raw,) if isinstance(raw, str) else raw
         present = tuple(lower[n.strip().lower()] for n in names if n.strip().lower() in lower)
         if present:
@@ -370,6 +387,25 @@ def _action_expression(
     return raw, True
 
 
+def _price_expr(raw: str) -> str:
+    """A price as a number: plain numbers as they are, else local spellings read too.
+
+    "$9.99", "9,99 EUR", "1.234,50" and "1,234.50" are all prices; the separator that comes
+    last is the decimal one, and a lone comma is a decimal comma. What is still not a number
+    (or NaN / inf) makes the row a reject with its reason.
+    """
+    c = f"regexp_replace(trim(CAST({raw} AS VARCHAR)), '[^0-9.,-]', '', 'g')"
+    last_comma = f"(length({c}) - strpos(reverse({c}), ','))"
+    last_dot = f"(length({c}) - strpos(reverse({c}), '.'))"
+    local = f"""CASE
+        WHEN strpos({c}, ',') > 0 AND strpos({c}, '.') > 0 AND {last_comma} > {last_dot}
+            THEN replace(replace({c}, '.', ''), ',', '.')
+        WHEN strpos({c}, ',') > 0 AND strpos({c}, '.') > 0 THEN replace({c}, ',', '')
+        WHEN length({c}) - length(replace({c}, ',', '')) = 1 THEN replace({c}, ',', '.')
+        ELSE replace({c}, ',', '') END"""
+    return f"coalesce(TRY_CAST({raw} AS DOUBLE), TRY_CAST({local} AS DOUBLE))"
+
+
 def _stage(
     con: duckdb.DuckDBPyConnection,
     colmap: dict,
@@ -388,6 +424,8 @@ def _stage(
         CREATE OR REPLACE TEMP TABLE staged AS
         SELECT row_no, cust AS customer_id, ts, act AS action, item AS item_id, session_id,
                category, brand, price,
+               raw_price IS NOT NULL AND TRY_CAST(raw_price AS DOUBLE) IS NULL
+                   AND price IS NOT NULL AS local_price, raw_price,
                CASE WHEN cust IS NULL THEN 'empty customer_id'
                     WHEN item IS NULL THEN 'empty item_id'
                     WHEN raw_ts IS NULL THEN 'empty timestamp'
@@ -406,7 +444,7 @@ def _stage(
                    {action_val} AS act, {action_ok} AS act_ok,
                    {_col(colmap, "session_id")} AS session_id,
                    {_col(colmap, "category")} AS category, {_col(colmap, "brand")} AS brand,
-                   {price_raw} AS raw_price, TRY_CAST({price_raw} AS DOUBLE) AS price
+                   {price_raw} AS raw_price, {_price_expr(price_raw)} AS price
             FROM raw_src r {action_join}
         )
     """)
