@@ -174,6 +174,23 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["recommend", str(model_dir), "--customer", "nobody"])
     assert res.exit_code == 2 and "unknown customer" in res.output
 
+    # More events: the ones that cannot be used are counted and written aside, not lost.
+    item = str(pd.read_csv(funnel_csv)["item_id"].iloc[0])
+    more = tmp_path / "more.csv"
+    more.write_text(
+        "customer_id,timestamp,action,item_id\n"
+        f"{cid},2025-06-01T10:00:00Z,view,{item}\n"
+        f"{cid},2025-06-01T10:01:00Z,view,NEVER-SEEN\n"
+        f"{cid},not-a-time,view,{item}\n"
+    )
+    res = runner.invoke(
+        app, ["profiles", str(model_dir), "--events", str(more), "--out", str(prof)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "rejected: unparseable timestamp: 1" in res.output
+    assert "not used: unknown item: 1" in res.output and "added to histories: 1" in res.output
+    assert prof.with_name("profiles.rejects.csv").exists()
+
 
 def test_traits_segments_explain_report(funnel_csv: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
@@ -219,3 +236,46 @@ def test_traits_segments_explain_report(funnel_csv: Path, tmp_path: Path) -> Non
     assert len(SECTIONS) == 7
     for section in SECTIONS:
         assert f"id='{section}'" in text
+
+
+def test_bad_options_and_paths_fail_before_work(funnel_csv: Path, tmp_path: Path) -> None:
+    """Out-of-range options and unusable output paths: exit 2 with a message, no traceback."""
+    model_dir = tmp_path / "model"
+    res = runner.invoke(
+        app, ["fit", str(funnel_csv), "--out", str(model_dir), "--traits", "2", "--epochs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    cases = [
+        (["fit", str(funnel_csv), "--out", str(funnel_csv)], "is a file"),
+        (["fit", str(funnel_csv), "--out", str(tmp_path / "m2"), "--traits", "0"], "traits"),
+        (["inspect", str(funnel_csv), "--session-gap", "-5"], "session-gap"),
+        (["inspect", str(funnel_csv), "--timestamp-unit", "%Q"], "strptime format"),
+        (["profiles", str(model_dir), "--out", str(tmp_path)], "is a folder"),
+        (["segments", str(model_dir), "--out", str(tmp_path / "s.csv"), "--n-segments", "0"], ""),
+        (
+            ["segments", str(model_dir), "--out", str(tmp_path / "s.csv"), "--n-segments", "99999"],
+            "customers",
+        ),
+        (["recommend", str(model_dir), "--customer", "c00001", "-k", "-2"], ""),
+    ]
+    for args, words in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit), args
+        assert words in res.output, (args, res.output)
+    (model_dir / "model.safetensors").write_bytes(b"not a safetensors file")
+    res = runner.invoke(app, ["recommend", str(model_dir), "--customer", "c00001"])
+    assert res.exit_code == 2 and "cannot load a model" in res.output
+
+
+def test_fit_without_test_cases_says_so(tmp_path: Path) -> None:
+    """Every customer's events in one session: nothing to test the purchase target on."""
+    rows = ["customer_id,timestamp,action,item_id"]
+    for c in range(30):
+        for k, (action, item) in enumerate([("view", c % 7), ("view", c % 5), ("purchase", c % 5)]):
+            rows.append(f"c{c},2024-01-01T{c % 20:02d}:{k:02d}:00Z,{action},i{item}")
+    events = tmp_path / "one_session.csv"
+    events.write_text("\n".join(rows) + "\n")
+    res = runner.invoke(app, ["fit", str(events), "--out", str(tmp_path / "m"), "--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    assert "not evaluated" in res.output and (tmp_path / "m" / "model.json").exists()

@@ -39,8 +39,10 @@ ActionOpt = Annotated[
     typer.Option("--action", help="Action map RAW=CANONICAL (repeat, or comma-separate)."),
 ]
 StrictOpt = Annotated[bool, typer.Option(help="Reject actions that are not canonical or mapped.")]
-GapOpt = Annotated[float, typer.Option(help="Inactivity (minutes) that ends a session.")]
-MaxHistOpt = Annotated[int, typer.Option(help="Keep each customer's last N events (0 = all).")]
+GapOpt = Annotated[float, typer.Option(min=0.01, help="Inactivity (minutes) that ends a session.")]
+MaxHistOpt = Annotated[
+    int, typer.Option(min=0, help="Keep each customer's last N events (0 = all).")
+]
 TsOpt = Annotated[
     str,
     typer.Option(
@@ -73,16 +75,31 @@ def _ingest_config(
     timestamp_unit: str,
     delimiter: str | None,
 ) -> IngestConfig:
-    return IngestConfig(
-        layout=layout,
-        column_map=_pairs(map_, "--map"),
-        action_map=_pairs(action, "--action"),
-        strict_actions=strict,
-        session_gap_minutes=session_gap,
-        max_history=max_history,
-        timestamp_unit=timestamp_unit,
-        delimiter=delimiter,
-    )
+    try:
+        return IngestConfig(
+            layout=layout,
+            column_map=_pairs(map_, "--map"),
+            action_map=_pairs(action, "--action"),
+            strict_actions=strict,
+            session_gap_minutes=session_gap,
+            max_history=max_history,
+            timestamp_unit=timestamp_unit,
+            delimiter=delimiter,
+        )
+    except ValueError as exc:  # a setting out of range
+        raise FunnelrecError(str(exc)) from exc
+
+
+def _out_file(path: Path) -> None:
+    """Refuse an output file that is a folder before any work is done."""
+    if path.is_dir():
+        raise FunnelrecError(f"--out {path} is a folder; give a file name")
+
+
+def _out_dir(path: Path) -> None:
+    """Refuse an output folder that is a file before any work is done."""
+    if path.exists() and not path.is_dir():
+        raise FunnelrecError(f"--out {path} is a file; give a folder")
 
 
 def _fail(exc: Exception) -> None:
@@ -97,15 +114,14 @@ def _print_ingest(ingest, seq_report) -> None:
         f"{ingest.layout_description}",
         highlight=False,
     )
-    console.print(
-        f"timestamps: {ingest.timestamps}; sessions: {seq_report.session_source}", highlight=False
-    )
+    sessions = f"; sessions: {seq_report.session_source}" if seq_report else ""
+    console.print(f"timestamps: {ingest.timestamps}{sessions}", highlight=False)
     console.print(
         f"rows read {ingest.rows_read:,} | used {ingest.rows_used:,} | rejected "
         f"{ingest.n_rejected:,} | duplicates dropped {ingest.duplicates_dropped:,}"
         + (
             f" | truncated events {seq_report.truncated_events:,}"
-            if seq_report.truncated_events
+            if seq_report and seq_report.truncated_events
             else ""
         ),
         highlight=False,
@@ -216,6 +232,7 @@ def evaluate(
         cfg = _ingest_config(
             layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
         )
+        _out_file(out)
         rejects = out.with_name(out.stem + ".rejects.csv")
         seqs, ingest, seq_report = load_sequences(events, cfg, rejects_path=rejects)
         _print_ingest(ingest, seq_report)
@@ -280,7 +297,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for every output.")] = Path("funnelrec-demo"),
     customers: Annotated[int, typer.Option(help="Synthetic customers to generate.")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Most epochs for the funnel model.")] = 30,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs for the funnel model.")] = 30,
 ) -> None:
     """Run the main job on built-in example data and say where the outputs are."""
     from funnelrec.pipeline import run_demo
@@ -336,6 +353,7 @@ def ingest(
         cfg = _ingest_config(
             layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
         )
+        _out_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         seqs, rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
     except FunnelrecError as exc:
@@ -353,9 +371,11 @@ def ingest(
 def fit(
     events: EventsArg,
     out: Annotated[Path, typer.Option(help="Model folder (weights, config, histories).")],
-    traits: Annotated[int, typer.Option(help="Number of traits in the profile.")] = 16,
+    traits: Annotated[int, typer.Option(min=1, help="Number of traits in the profile.")] = 16,
     target: Annotated[str, typer.Option(help="purchase (next conversion) or any.")] = "purchase",
-    epochs: Annotated[int, typer.Option(help="Most epochs; early stopping on validation.")] = 30,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Most epochs; early stopping on validation.")
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     layout: LayoutOpt = "auto",
     map_: MapOpt = None,
@@ -376,6 +396,7 @@ def fit(
         cfg = _ingest_config(
             layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
         )
+        _out_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         seqs, ingest_rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
         _print_ingest(ingest_rep, seq_rep)
@@ -402,11 +423,22 @@ def fit(
     for name, w in report["action_weights"].items():
         table.add_row(name, f"{w['input_gate']:+.3f}", f"{w['history_weight']:+.3f}")
     console.print(table)
-    m = report["test"]["metrics"]
+    sp = report["split"]
+    if sp.get("note"):
+        console.print(f"note: {sp['note']}", highlight=False)
+    if report["test"]:
+        m = report["test"]["metrics"]
+        scored = (
+            f"test ({sp['target']}, {sp['test_cases']:,} cases): "
+            f"HR@10 {m['HR@10']:.4f}  NDCG@10 {m['NDCG@10']:.4f}"
+        )
+    else:
+        scored = (
+            f"not evaluated: no customer has a '{sp['target']}' test case (an event of that "
+            "kind after an earlier session); try --target any"
+        )
     console.print(
-        f"test ({report['split']['target']}, {report['split']['test_cases']:,} cases): "
-        f"HR@10 {m['HR@10']:.4f}  NDCG@10 {m['NDCG@10']:.4f}; best epoch "
-        f"{report['best_epoch']}; model written to {out}/",
+        f"{scored}; best epoch {report['best_epoch']}; model written to {out}/",
         highlight=False,
     )
 
@@ -428,12 +460,22 @@ def profiles(
     from funnelrec.pipeline import profiles_table, write_csv
 
     try:
-        table = profiles_table(model_dir, events, journey=journey)
+        _out_file(out)
+        rejects = out.with_name(out.stem + ".rejects.csv")
+        table, added = profiles_table(model_dir, events, journey=journey, rejects_path=rejects)
     except FunnelrecError as exc:
         _fail(exc)
+    if added:
+        _print_ingest(added["ingest"], None)
+        console.print(f"events added to histories: {added['events_used']:,}", highlight=False)
+        for reason, n in added["events_not_used"].items():
+            console.print(f"  not used: {reason}: {n:,}", highlight=False)
     write_csv(table.reset_index(), out)
+    n_behaviour = sum(c.startswith("behaviour_") for c in table.columns)
     console.print(
-        f"{len(table):,} profiles x {table.shape[1]} traits written to {out}", highlight=False
+        f"{len(table):,} profiles x {table.shape[1] - n_behaviour} learned traits + "
+        f"{n_behaviour} behavioural written to {out}",
+        highlight=False,
     )
 
 
@@ -441,7 +483,7 @@ def profiles(
 def recommend(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
     customer: Annotated[str, typer.Option(help="Customer id.")],
-    k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many items.")] = 10,
     explain: Annotated[bool, typer.Option(help="Explain each item (traits and events).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -506,13 +548,14 @@ def segments(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `funnelrec fit`.")],
     out: Annotated[Path, typer.Option(help="CSV: customer_id, segment.")],
     n_segments: Annotated[
-        int | None, typer.Option(help="Number of segments (default: best silhouette).")
+        int | None, typer.Option(min=1, help="Number of segments (default: best silhouette).")
     ] = None,
 ) -> None:
     """Group customers into archetypes; segment cards go to a JSON file beside the CSV."""
     from funnelrec.pipeline import segments_table, write_csv, write_json
 
     try:
+        _out_file(out)
         table, desc = segments_table(model_dir, n_segments)
     except FunnelrecError as exc:
         _fail(exc)
@@ -543,6 +586,7 @@ def report(
     from funnelrec.pipeline import write_report
 
     try:
+        _out_file(out)
         with console.status("writing the report"):
             path = write_report(model_dir, out)
     except FunnelrecError as exc:
@@ -578,4 +622,10 @@ def serve(
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    """Console entry point: a file that cannot be read or written is an error message (with
+    its path), not a traceback."""
+    try:
+        app()
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

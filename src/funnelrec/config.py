@@ -37,6 +37,12 @@ class IngestConfig:
     delimiter: str | None = None
     has_header: bool | None = None
 
+    def __post_init__(self) -> None:
+        if not self.session_gap_minutes > 0:
+            raise ValueError(f"session gap must be above 0 minutes, not {self.session_gap_minutes}")
+        if self.max_history < 0:
+            raise ValueError(f"max_history must be 0 (all) or more, not {self.max_history}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -232,6 +232,12 @@ def segments_table(model_dir: str | Path, n_segments: int | None = None) -> tupl
     from funnelrec.models import FunnelModel
 
     model = FunnelModel.load(model_dir)
+    n_customers = len(model.current_histories())
+    if n_segments is not None and not 1 <= n_segments <= n_customers:
+        raise FunnelrecError(
+            f"--n-segments {n_segments}: the model has {n_customers:,} customers; "
+            f"give a number from 1 to {n_customers:,}"
+        )
     desc, profiles, labels = describe_model(model, model_dir, n_segments=n_segments)
     table = pd.DataFrame({"customer_id": profiles.index, "segment": labels})
     return table, desc
@@ -252,28 +258,42 @@ def explain_recommendations(model_dir: str | Path, customer: str, k: int = 10) -
 
 
 def profiles_table(
-    model_dir: str | Path, events: str | Path | None = None, journey: bool = False
-) -> Any:
+    model_dir: str | Path,
+    events: str | Path | None = None,
+    journey: bool = False,
+    rejects_path: str | Path | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Profiles of every known customer, after appending `events` (any supported layout).
 
     Current traits by default (what drives recommendations now); `journey=True` for traits
-    averaged over each journey.
+    averaged over each journey. Also returns what happened to the appended events: the
+    ingestion report (rows rejected go to `rejects_path`) and the events the model could
+    not use, by reason (an item it was not trained on, say).
     """
     from funnelrec.ingest import read_events
     from funnelrec.models import FunnelModel
     from funnelrec.profiles import full_profiles
 
     model = FunnelModel.load(model_dir)
+    added: dict[str, Any] = {}
     if events is not None:
-        table = read_events(events)
+        table = read_events(events, rejects_path=rejects_path)
         df = table.df().rename(columns={"ts": "timestamp"})
         table.con.close()
+        unused: dict[str, int] = {}
         for cid, part in df.groupby("customer_id", sort=False):
             model.append_events(str(cid), part[["item_id", "action", "timestamp"]])
+            for reason, n in model.last_dropped_.items():
+                unused[reason] = unused.get(reason, 0) + n
+        added = {
+            "ingest": table.report,
+            "events_used": len(df) - sum(unused.values()),
+            "events_not_used": {k: v for k, v in unused.items() if v},
+        }
     desc = load_description(model_dir, model)
     # The behavioural block is ranked against the customers the model was described on;
     # the appended events are included.
-    return full_profiles(model, reference=desc.reference, journey=journey)
+    return full_profiles(model, reference=desc.reference, journey=journey), added
 
 
 def write_csv(df: Any, path: str | Path) -> Path:

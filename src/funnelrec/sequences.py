@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from funnelrec.config import IngestConfig
@@ -253,7 +254,7 @@ class Sequences:
         try:
             arrays = load_file(str(directory / "sequences.safetensors"))
             meta = json.loads((directory / "vocab.json").read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise FunnelrecError(f"cannot load sequences from {directory}: {exc}") from exc
         vocab = Vocabulary(
             customer_ids=np.asarray(meta["customer_ids"], dtype=object),

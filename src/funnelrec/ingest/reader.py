@@ -313,6 +313,14 @@ def _timestamp_expression(
         config.timestamp_unit not in _UNIT_DIVISORS and config.timestamp_unit not in ("auto", "iso")
     ):
         fmt = config.timestamp_unit
+        try:  # a format DuckDB cannot use is the user's to fix, not a crash
+            con.execute(f"SELECT try_strptime('2024-01-01', {sql_str(fmt)})").fetchone()
+        except duckdb.Error as exc:
+            raise InputError(
+                f"--timestamp-unit {fmt!r} is not a usable strptime format: {exc}",
+                path=src.path,
+                expected="auto, s, ms, us, ns, iso, or a format like '%d/%m/%Y %H:%M'",
+            ) from exc
         report.timestamps = f"strptime format {fmt!r} (given)"
         return f"epoch(try_strptime({raw}, {sql_str(fmt)}))"
     sample = con.execute(

@@ -162,6 +162,9 @@ class FunnelModel(Recommender):
         `mask_history` scores validation the way the test will be scored when history items
         are excluded from rankings (model selection must match the protocol).
         """
+        for name in ("n_traits", "epochs", "batch_size", "d_model", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not isinstance(train, Sequences):
             train = load_sequences(train)[0]
             has_buys = bool((train.actions == PURCHASE).any())
@@ -695,7 +698,9 @@ class FunnelModel(Recommender):
     def append_events(self, customer_id: str, new_events: pd.DataFrame) -> Sequences:
         """Append events to a customer's stored history (new customers start empty).
 
-        Only the last `max(history_len, max_len)` events are kept. Returns the history.
+        Only the last `max(history_len, max_len)` events are kept. Returns the history;
+        events that could not be used (an item or action the model does not know, no usable
+        time) are counted by reason in `last_dropped_`.
         """
         self._check_fitted()
         key, rows = str(customer_id), self._rows  # `_rows` also sets up the live state
@@ -703,7 +708,7 @@ class FunnelModel(Recommender):
         if old is None and key in rows:
             old = self.histories_.select(np.array([rows[key]]))
         last = float(old.timestamps[-1]) if old is not None and old.n_events else None
-        new, _ = encode_histories(
+        new, self.last_dropped_ = encode_histories(
             self.vocab_,
             new_events.drop(columns="customer_id", errors="ignore"),
             self.session_gap_minutes,
@@ -797,13 +802,14 @@ class FunnelModel(Recommender):
     @classmethod
     def load(cls, directory: str | Path) -> FunnelModel:
         """Rebuild a model saved with `save`. Reads safetensors and JSON only."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
         try:
             meta = json.loads((directory / "model.json").read_text())
             state = load_file(str(directory / "model.safetensors"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise FunnelrecError(f"cannot load a model from {directory}: {exc}") from exc
         params = meta["params"]
         params["drop_actions"] = tuple(params.get("drop_actions", ()))
@@ -814,7 +820,10 @@ class FunnelModel(Recommender):
         FunnelModel.__init__(model, **params)
         model.log_q_ = state.pop("log_q")
         model.net_ = FunnelNet(FunnelNetConfig(**meta["net"]))
-        model.net_.load_state_dict(state)
+        try:
+            model.net_.load_state_dict(state)
+        except RuntimeError as exc:  # weights that do not fit the saved configuration
+            raise FunnelrecError(f"cannot load a model from {directory}: {exc}") from exc
         model.net_.eval()
         model.histories_ = Sequences.load(directory / "histories")
         model.vocab_ = model.histories_.vocab
