@@ -682,3 +682,13 @@ def test_cli_strict_json_counts_and_rejects_file(tmp_path: Path) -> None:
         (3, "unknown action (strict mode)"),
         (4, "unknown action (strict mode)"),
     ]
+
+
+def test_unclosed_quote_says_how_many_lines_it_took(tmp_path: Path) -> None:
+    """An opening quote that never closes takes the rest of the file into one bad row: the
+    report says how many lines went with it, so they are not silently lost."""
+    rows = [f"1,{T0 + i},view,{10 + i}\n" for i in range(5)]
+    text = HEADER + rows[0] + f'1,"{T0 + 9},view,99\n' + "".join(rows[1:])
+    report = read_events(_write(tmp_path, "events.csv", text)).report
+    assert report.n_rejected == 1
+    assert any("ran over the next 4 line(s)" in n for n in report.notes), report.notes

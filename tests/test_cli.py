@@ -190,6 +190,14 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     assert "rejected: unparseable timestamp: 1" in res.output
     assert "not used: unknown item: 1" in res.output and "added to histories: 1" in res.output
     assert prof.with_name("profiles.rejects.csv").exists()
+    # A customer the model has not seen: their journey from a file, else popular items.
+    args = ["recommend", str(model_dir), "-k", "3", "--json", "--events", str(more)]
+    res = runner.invoke(app, [*args, "--customer", cid])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["fallback"] is None
+    res = runner.invoke(app, [*args, "--customer", "ghost"])
+    out = json.loads(res.stdout)
+    assert out["fallback"] == "popularity" and len(out["items"]) == 3
 
 
 def test_traits_segments_explain_report(funnel_csv: Path, tmp_path: Path) -> None:

@@ -486,13 +486,26 @@ def recommend(
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many items.")] = 10,
     explain: Annotated[bool, typer.Option(help="Explain each item (traits and events).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            help="Events file holding this customer's journey (any layout), for a customer "
+            "the model has not seen; no rows for them = popular items, flagged."
+        ),
+    ] = None,
 ) -> None:
     """Top-k items for a customer, with scores (and explanations with --explain)."""
     from funnelrec.models import FunnelModel
-    from funnelrec.pipeline import explain_recommendations
+    from funnelrec.pipeline import explain_recommendations, recommend_from_events
 
+    fallback = None
     try:
-        if explain:
+        if events is not None:
+            if explain:
+                raise FunnelrecError("--explain works for customers the model knows, not --events")
+            recs, fallback = recommend_from_events(model_dir, customer, events, k=k)
+            res = None
+        elif explain:
             res = explain_recommendations(model_dir, customer, k=k)
             recs = [{"item_id": e["item_id"], "score": e["score"]} for e in res["items"]]
         else:
@@ -502,8 +515,15 @@ def recommend(
         _fail(exc)
     if as_json:
         payload = res if res is not None else {"customer_id": customer, "items": recs}
+        if events is not None:
+            payload["fallback"] = fallback
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
         return
+    if fallback:
+        console.print(
+            f"no events of {customer} in {events}: {fallback} fallback (cold start)",
+            highlight=False,
+        )
     table = Table(title=f"recommendations for {customer}")
     table.add_column("rank", justify="right")
     table.add_column("item")

@@ -257,6 +257,31 @@ def explain_recommendations(model_dir: str | Path, customer: str, k: int = 10) -
     return {"customer_id": customer, "items": items}
 
 
+def recommend_from_events(
+    model_dir: str | Path, customer: str, events: str | Path, k: int = 10
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Top-k for `customer`'s journey as found in an events file (any layout).
+
+    Returns (items with scores, fallback): a customer without events in the file gets
+    popular items and `fallback="popularity"`.
+    """
+    from funnelrec.ingest import read_events
+    from funnelrec.models import FunnelModel
+    from funnelrec.profiles import recommend_customer
+
+    model = FunnelModel.load(model_dir)
+    table = read_events(events)
+    df = table.df().rename(columns={"ts": "timestamp"})
+    table.con.close()
+    mine = df.loc[df["customer_id"].astype(str) == str(customer)]
+    res = recommend_customer(model, mine[["customer_id", "item_id", "action", "timestamp"]], k=k)
+    items = [
+        {"item_id": str(i), "score": float(sc)}
+        for i, sc in zip(res["items"], res["scores"], strict=True)
+    ]
+    return items, res["fallback"]
+
+
 def profiles_table(
     model_dir: str | Path,
     events: str | Path | None = None,

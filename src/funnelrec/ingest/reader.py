@@ -154,6 +154,20 @@ def read_events(
     action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
     _stage(con, colmap, ts_expr, action_expr, mapped, check_future=report.has_time)
     rejects = _collect_rejects(con, src)
+    for line, raw in (
+        rejects.loc[
+            (rejects["reason"] == "malformed quoting")
+            & rejects["raw"].astype(str).str.contains("\n"),
+            ["line", "raw"],
+        ]
+        .head(5)
+        .itertuples(index=False)
+    ):
+        k = str(raw).rstrip("\r\n").count("\n")
+        report.notes.append(
+            f"line {line}: an unclosed quote ran over the next {k} line(s), which were "
+            "rejected as part of that one row; fix the quote and read the file again"
+        )
     counts = con.execute(
         "SELECT reason, count(*) FROM staged WHERE reason IS NOT NULL GROUP BY reason"
     ).fetchall()

@@ -645,7 +645,10 @@ class FunnelModel(Recommender):
         if live is not None:
             return live
         if row is None:
-            raise FunnelrecError(f"unknown customer '{customer_id}'; pass their events instead")
+            raise FunnelrecError(
+                f"unknown customer '{customer_id}'; pass their events instead "
+                "(a DataFrame in Python, `--events FILE` on the command line)"
+            )
         return self.histories_.select(np.array([row]))
 
     def current_histories(self) -> Sequences:
