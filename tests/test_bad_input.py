@@ -692,3 +692,10 @@ def test_unclosed_quote_says_how_many_lines_it_took(tmp_path: Path) -> None:
     report = read_events(_write(tmp_path, "events.csv", text)).report
     assert report.n_rejected == 1
     assert any("ran over the next 4 line(s)" in n for n in report.notes), report.notes
+
+
+def test_implausibly_early_dates_are_noted(tmp_path: Path) -> None:
+    text = HEADER + f"1,{T0},view,10\n1,5,view,11\n"
+    report = read_events(_write(tmp_path, "events.csv", text)).report
+    assert report.rows_used == 2
+    assert any("dated before 1990" in n for n in report.notes), report.notes

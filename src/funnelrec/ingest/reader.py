@@ -203,6 +203,15 @@ def read_events(
             expected="rows with customer id, timestamp, action and item id",
             found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
         )
+    if report.has_time:
+        early = con.execute(
+            f"SELECT count(*), min(ts) FROM events WHERE ts < {PLAUSIBLE_SINCE}"
+        ).fetchone()
+        if early[0]:
+            report.notes.append(
+                f"{early[0]:,} events dated before 1990 (earliest {early[1]:g} s after 1970): "
+                "check the timestamp unit (--timestamp-unit)"
+            )
     report.input_sorted = _is_sorted(con)
     if not report.input_sorted:
         report.notes.append("input was not in time order within customers; sorted")
@@ -407,6 +416,9 @@ def _action_expression(
     con.register("action_map_df", pd.DataFrame(rows, columns=["am_raw", "am_action", "am_ok"]))
     con.execute("CREATE OR REPLACE TEMP TABLE action_map AS SELECT * FROM action_map_df")
     return raw, True
+
+
+PLAUSIBLE_SINCE = 631_152_000  # 1990-01-01 UTC: earlier e-commerce events are a unit slip
 
 
 def _price_expr(raw: str) -> str:
