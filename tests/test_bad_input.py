@@ -311,21 +311,53 @@ def test_negative_and_unparseable_price(tmp_path: Path) -> None:
     assert _rejects(rejects) == [(3, "negative price"), (4, "unparseable price")]
 
 
-def test_local_price_spellings_are_read_and_noted(tmp_path: Path) -> None:
-    """Shops write prices with currency signs, decimal commas and thousands separators: the
-    event is kept with its price read as a number, and the report says so."""
-    text = "customer_id;timestamp;action;item_id;price\n" + (
-        f"1;{T0};view;10;9.99\n"
-        f"1;{T0 + 1};view;11;9,99\n"
-        f"1;{T0 + 2};view;12;$1,234.50\n"
-        f"1;{T0 + 3};view;13;1.234,50 EUR\n"
-        f"1;{T0 + 4};view;14;€ 7\n"
+def _prices(tmp_path: Path, values: list[str], delim: str) -> tuple[list, IngestReport]:
+    rows = "".join(
+        f"1{delim}{T0 + i}{delim}view{delim}{10 + i}{delim}{v}\n" for i, v in enumerate(values)
     )
-    table = read_events(_write(tmp_path, "events.csv", text))
-    assert table.report.rows_rejected == {} and table.report.rows_used == 5
-    prices = table.df().sort_values("item_id")["price"].tolist()
-    assert prices == pytest.approx([9.99, 9.99, 1234.5, 1234.5, 7.0])
-    assert any("4 prices written with a currency sign" in n for n in table.report.notes)
+    head = delim.join(["customer_id", "timestamp", "action", "item_id", "price"]) + "\n"
+    table = read_events(_write(tmp_path, "events.csv", head + rows))
+    df = table.df().assign(item=lambda d: d["item_id"].astype(int)).set_index("item")
+    return [df["price"].get(10 + i) for i in range(len(values))], table.report
+
+
+@pytest.mark.parametrize(
+    ("values", "delim", "expected", "convention"),
+    [
+        # One column, one convention: a US shop's "$1,299" is 1299, as "1,299.00" is.
+        (["9.99", "$1,299", "1,299.00", "12 USD", "€ 7"], ";", [9.99, 1299, 1299, 12, 7], "point"),
+        # A European shop's decimal commas: "1.234" is then 1234, "75,2" is 75.2.
+        (
+            ["75,2", "1.234,50", "1 234,50", "1.234", "9"],
+            ";",
+            [75.2, 1234.5, 1234.5, 1234, 9],
+            "comma",
+        ),
+    ],
+)
+def test_local_price_spellings_are_read_by_the_column_convention(
+    tmp_path: Path, values: list[str], delim: str, expected: list[float], convention: str
+) -> None:
+    """Prices with currency signs, decimal commas or thousands separators are kept, read by
+    one convention for the whole column (never guessed value by value), and noted."""
+    prices, report = _prices(tmp_path, values, delim)
+    assert report.rows_rejected == {}
+    assert prices == pytest.approx(expected)
+    assert any(f"decimal {convention}" in n for n in report.notes), report.notes
+
+
+def test_prices_that_are_not_prices_stay_rejected(tmp_path: Path) -> None:
+    values = ["9.99", "12abc", "3/4", "(5.00)", "1,,2", "10%"]
+    prices, report = _prices(tmp_path, values, ";")
+    assert prices[0] == pytest.approx(9.99)
+    assert report.rows_rejected == {"unparseable price": 5}
+
+
+def test_mixed_decimal_separators_are_not_guessed(tmp_path: Path) -> None:
+    prices, report = _prices(tmp_path, ["9.99", "9,99", "4"], ";")
+    assert prices[0] == pytest.approx(9.99) and prices[2] == pytest.approx(4.0)
+    assert report.rows_rejected == {"unparseable price": 1}
+    assert any("mixes decimal commas and points" in n for n in report.notes)
 
 
 def test_map_to_nothing_leaves_an_optional_column_out(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ class IngestConfig:
     Parameters
     ----------
     layout : name of a known layout, or "auto" to detect it from the header and first rows.
-    column_map : canonical column -> column name in the file (overrides the layout's map).
+    column_map : canonical column -> column name in the file (overrides the layout's map);
+        an empty name leaves an optional column (category, brand, price, ...) out.
     action_map : raw action value -> canonical action name (overrides built-in synonyms).
     strict_actions : reject rows whose action is not canonical or mapped, instead of keeping
         them as an extra action type.

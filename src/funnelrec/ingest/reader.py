@@ -152,7 +152,8 @@ def read_events(
 
     ts_expr = _timestamp_expression(con, src, layout, colmap, config, report)
     action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
-    _stage(con, colmap, ts_expr, action_expr, mapped, check_future=report.has_time)
+    price_style = _price_style(con, _col(colmap, "price")) if "price" in colmap else "dot"
+    _stage(con, colmap, ts_expr, action_expr, mapped, report.has_time, price_style)
     rejects = _collect_rejects(con, src)
     for line, raw in (
         rejects.loc[
@@ -179,15 +180,7 @@ def read_events(
     elif len(rejects):
         report.notes.append(f"{len(rejects)} rejected rows (pass rejects_path to keep them)")
 
-    local = con.execute(
-        "SELECT count(*), any_value(raw_price), any_value(price) FROM staged "
-        "WHERE reason IS NULL AND local_price"
-    ).fetchone()
-    if local[0]:
-        report.notes.append(
-            f"{local[0]:,} prices written with a currency sign, a decimal comma or thousands "
-            f"separators were read as numbers (e.g. '{local[1]}' -> {local[2]:g})"
-        )
+    _price_notes(con, price_style, report)
     valid = int(con.execute("SELECT count(*) FROM staged WHERE reason IS NULL").fetchone()[0])
     con.execute(
         "CREATE OR REPLACE TEMP TABLE events AS SELECT min(row_no) AS row_no, customer_id, ts, "
@@ -223,6 +216,27 @@ def read_events(
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
     return EventTable(con, report, has_session_ids="session_id" in colmap, has_time=report.has_time)
+
+
+def _price_notes(con: duckdb.DuckDBPyConnection, style: str, report: IngestReport) -> None:
+    """Say how prices that were not plain numbers were read, showing a grouped one
+    ("1,299") first: that is where the column's convention decided the value."""
+    n, example = con.execute(
+        "SELECT count(*), arg_max([local_price, CAST(price AS VARCHAR)], "
+        "regexp_matches(local_price, '[0-9][., ][0-9]{3}')) "
+        "FROM staged WHERE reason IS NULL AND local_price IS NOT NULL"
+    ).fetchone()
+    if n:
+        convention = "decimal comma" if style == "comma" else "decimal point"
+        report.notes.append(
+            f"{n:,} prices with a currency sign or separators were read with a {convention} "
+            f"(the column's convention), e.g. '{example[0]}' -> {float(example[1]):g}"
+        )
+    if style == "mixed":
+        report.notes.append(
+            "the price column mixes decimal commas and points, so only plain numbers were "
+            "read; the other prices are rejected rows"
+        )
 
 
 def _resolve_layout(src: RawSource, config: IngestConfig) -> tuple[Layout, bool]:
@@ -421,23 +435,48 @@ def _action_expression(
 PLAUSIBLE_SINCE = 631_152_000  # 1990-01-01 UTC: earlier e-commerce events are a unit slip
 
 
-def _price_expr(raw: str) -> str:
-    """A price as a number: plain numbers as they are, else local spellings read too.
+# A price as shops write it: an optional currency sign or upper-case code, then a number whose
+# thousands may be grouped by ",", "." or " " and whose decimals follow "," or ".".
+_PRICE = (
+    r"^(?:[A-Z]{3}|[$€£¥₹])?\s*(-?(?:[0-9]{1,3}(?:[., ][0-9]{3})+|[0-9]+)(?:[.,][0-9]+)?)\s*"
+    r"(?:[A-Z]{3}|[$€£¥₹])?$"
+)
 
-    "$9.99", "9,99 EUR", "1.234,50" and "1,234.50" are all prices; the separator that comes
-    last is the decimal one, and a lone comma is a decimal comma. What is still not a number
-    (or NaN / inf) makes the row a reject with its reason.
+
+def _price_core(raw: str) -> str:
+    return f"regexp_extract(CAST({raw} AS VARCHAR), {sql_str(_PRICE)}, 1)"
+
+
+def _price_style(con: duckdb.DuckDBPyConnection, raw: str) -> str:
+    """The column's decimal separator, decided once for the whole column, not value by value.
+
+    "comma" when decimals follow commas ("9,99", "1.234,5"), "dot" otherwise ("9.99",
+    "1,299"), "mixed" when both occur: then only plain numbers are read, since "1,299" could
+    be either and guessing would invent prices.
     """
-    c = f"regexp_replace(trim(CAST({raw} AS VARCHAR)), '[^0-9.,-]', '', 'g')"
-    last_comma = f"(length({c}) - strpos(reverse({c}), ','))"
-    last_dot = f"(length({c}) - strpos(reverse({c}), '.'))"
-    local = f"""CASE
-        WHEN strpos({c}, ',') > 0 AND strpos({c}, '.') > 0 AND {last_comma} > {last_dot}
-            THEN replace(replace({c}, '.', ''), ',', '.')
-        WHEN strpos({c}, ',') > 0 AND strpos({c}, '.') > 0 THEN replace({c}, ',', '')
-        WHEN length({c}) - length(replace({c}, ',', '')) = 1 THEN replace({c}, ',', '.')
-        ELSE replace({c}, ',', '') END"""
-    return f"coalesce(TRY_CAST({raw} AS DOUBLE), TRY_CAST({local} AS DOUBLE))"
+    comma, dot = con.execute(
+        "SELECT count(*) FILTER (WHERE regexp_matches(c, ',[0-9]{1,2}$') "
+        "OR regexp_matches(c, '\\.[0-9]{3},')), "
+        "count(*) FILTER (WHERE regexp_matches(c, '\\.[0-9]{1,2}$') "
+        "OR regexp_matches(c, ',[0-9]{3}\\.')) "
+        f"FROM (SELECT {_price_core(raw)} AS c FROM raw_src)"
+    ).fetchone()
+    return "mixed" if comma and dot else "comma" if comma else "dot"
+
+
+def _price_expr(raw: str, style: str) -> str:
+    """A price as a number: "$1,299", "9,99 EUR" and "1 234,50" read by the column's
+    convention (`_price_style`); anything else only if it is a plain number. What is still
+    not a number (or NaN / inf) makes the row a reject with its reason."""
+    plain = f"TRY_CAST({raw} AS DOUBLE)"
+    if style == "mixed":
+        return plain
+    core = f"replace({_price_core(raw)}, ' ', '')"
+    if style == "comma":
+        local = f"replace(replace({core}, '.', ''), ',', '.')"
+    else:
+        local = f"replace({core}, ',', '')"
+    return f"CASE WHEN {_price_core(raw)} <> '' THEN TRY_CAST({local} AS DOUBLE) ELSE {plain} END"
 
 
 def _stage(
@@ -447,6 +486,7 @@ def _stage(
     action_expr: str,
     mapped: bool,
     check_future: bool,
+    price_style: str = "dot",
 ) -> None:
     """Parse every row once and give each unusable row its reason."""
     now = time.time() + FUTURE_TOLERANCE_S if check_future else float("inf")
@@ -458,8 +498,8 @@ def _stage(
         CREATE OR REPLACE TEMP TABLE staged AS
         SELECT row_no, cust AS customer_id, ts, act AS action, item AS item_id, session_id,
                category, brand, price,
-               raw_price IS NOT NULL AND TRY_CAST(raw_price AS DOUBLE) IS NULL
-                   AND price IS NOT NULL AS local_price, raw_price,
+               CASE WHEN price IS DISTINCT FROM TRY_CAST(raw_price AS DOUBLE)
+                    THEN raw_price END AS local_price,
                CASE WHEN cust IS NULL THEN 'empty customer_id'
                     WHEN item IS NULL THEN 'empty item_id'
                     WHEN raw_ts IS NULL THEN 'empty timestamp'
@@ -478,7 +518,7 @@ def _stage(
                    {action_val} AS act, {action_ok} AS act_ok,
                    {_col(colmap, "session_id")} AS session_id,
                    {_col(colmap, "category")} AS category, {_col(colmap, "brand")} AS brand,
-                   {price_raw} AS raw_price, {_price_expr(price_raw)} AS price
+                   {price_raw} AS raw_price, {_price_expr(price_raw, price_style)} AS price
             FROM raw_src r {action_join}
         )
     """)
