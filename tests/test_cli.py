@@ -188,13 +188,16 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "rejected: unparseable timestamp: 1" in res.output
-    assert "not used: unknown item: 1" in res.output and "added to histories: 1" in res.output
+    assert "not used: unknown item: 1" in res.output and "events appended: 1" in res.output
     assert prof.with_name("profiles.rejects.csv").exists()
     # A customer the model has not seen: their journey from a file, else popular items.
     args = ["recommend", str(model_dir), "-k", "3", "--json", "--events", str(more)]
     res = runner.invoke(app, [*args, "--customer", cid])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["fallback"] is None
+    other = str(table["customer_id"].iloc[1])  # known, no rows in the file: stored history
+    res = runner.invoke(app, [*args, "--customer", other])
+    assert res.exit_code == 0 and json.loads(res.stdout)["fallback"] is None
     res = runner.invoke(app, [*args, "--customer", "ghost"])
     out = json.loads(res.stdout)
     assert out["fallback"] == "popularity" and len(out["items"]) == 3
@@ -256,15 +259,18 @@ def test_bad_options_and_paths_fail_before_work(funnel_csv: Path, tmp_path: Path
     cases = [
         (["fit", str(funnel_csv), "--out", str(funnel_csv)], "is a file"),
         (["fit", str(funnel_csv), "--out", str(tmp_path / "m2"), "--traits", "0"], "traits"),
-        (["inspect", str(funnel_csv), "--session-gap", "-5"], "session-gap"),
+        (["inspect", str(funnel_csv), "--session-gap", "-5"], "session gap"),
         (["inspect", str(funnel_csv), "--timestamp-unit", "%Q"], "strptime format"),
         (["profiles", str(model_dir), "--out", str(tmp_path)], "is a folder"),
-        (["segments", str(model_dir), "--out", str(tmp_path / "s.csv"), "--n-segments", "0"], ""),
+        (
+            ["segments", str(model_dir), "--out", str(tmp_path / "s.csv"), "--n-segments", "0"],
+            "--n-segments",
+        ),
         (
             ["segments", str(model_dir), "--out", str(tmp_path / "s.csv"), "--n-segments", "99999"],
             "customers",
         ),
-        (["recommend", str(model_dir), "--customer", "c00001", "-k", "-2"], ""),
+        (["recommend", str(model_dir), "--customer", "c00001", "-k", "-2"], "-k"),
     ]
     for args, words in cases:
         res = runner.invoke(app, args)

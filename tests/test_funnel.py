@@ -224,8 +224,9 @@ def test_svd_start_gives_every_seed_the_same_trait_axes(split) -> None:
 
 def test_no_later_session_conversion_still_early_stops_on_held_out_events() -> None:
     """Short logs can hold no conversion after a customer's first session (JD's add-to-cart
-    slice): epochs are then chosen on each customer's held-out last event, not run to the
-    maximum, and the next-event head scores (the conversion head has no labels)."""
+    slice): every epoch is then validated on each customer's held-out last event (before
+    the fix there was no validation at all and every epoch ran), and the next-event head
+    scores (the conversion head has no labels)."""
     rng = np.random.default_rng(0)
     rows = []
     for c in range(80):

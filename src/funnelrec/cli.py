@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from funnelrec.cli_output import console, print_added, print_ingest, print_results, print_stats
 from funnelrec.config import IngestConfig, SplitConfig
 from funnelrec.schema import FunnelrecError
 
@@ -20,7 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
 err = Console(stderr=True)
 
 EventsArg = Annotated[
@@ -39,7 +39,7 @@ ActionOpt = Annotated[
     typer.Option("--action", help="Action map RAW=CANONICAL (repeat, or comma-separate)."),
 ]
 StrictOpt = Annotated[bool, typer.Option(help="Reject actions that are not canonical or mapped.")]
-GapOpt = Annotated[float, typer.Option(min=0.01, help="Inactivity (minutes) that ends a session.")]
+GapOpt = Annotated[float, typer.Option(help="Inactivity (minutes) that ends a session.")]
 MaxHistOpt = Annotated[
     int, typer.Option(min=0, help="Keep each customer's last N events (0 = all).")
 ]
@@ -107,33 +107,6 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _print_ingest(ingest, seq_report) -> None:
-    console.print(
-        f"[bold]{ingest.path}[/]: layout [cyan]{ingest.layout}[/]"
-        f" ({'detected' if ingest.layout_detected else 'given'}) - "
-        f"{ingest.layout_description}",
-        highlight=False,
-    )
-    sessions = f"; sessions: {seq_report.session_source}" if seq_report else ""
-    console.print(f"timestamps: {ingest.timestamps}{sessions}", highlight=False)
-    console.print(
-        f"rows read {ingest.rows_read:,} | used {ingest.rows_used:,} | rejected "
-        f"{ingest.n_rejected:,} | duplicates dropped {ingest.duplicates_dropped:,}"
-        + (
-            f" | truncated events {seq_report.truncated_events:,}"
-            if seq_report and seq_report.truncated_events
-            else ""
-        ),
-        highlight=False,
-    )
-    for reason, n in ingest.rows_rejected.items():
-        console.print(f"  rejected: {reason}: {n:,}", highlight=False)
-    if ingest.rejects_path:
-        console.print(f"  rejected rows written to {ingest.rejects_path}", highlight=False)
-    for note in ingest.notes:
-        console.print(f"  note: {note}", highlight=False)
-
-
 @app.command()
 def inspect(
     events: EventsArg,
@@ -165,36 +138,8 @@ def inspect(
         out = {"ingest": ingest.to_dict(), "sequences": seq_report.to_dict(), "funnel": stats}
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
         return
-    _print_ingest(ingest, seq_report)
-    _print_stats(stats)
-
-
-def _print_stats(stats: dict[str, Any]) -> None:
-    table = Table(title="funnel", show_header=True)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("customers", f"{stats['customers']:,}")
-    table.add_row("items", f"{stats['items']:,}")
-    table.add_row("events", f"{stats['events']:,}")
-    for name, n in stats["actions"].items():
-        table.add_row(f"  {name}", f"{n:,}")
-    for name, v in stats["funnel_conversion"].items():
-        table.add_row(f"customers {name.replace('_', ' ')}", "-" if v is None else f"{v:.1%}")
-    rate = stats["remove_after_cart_rate"]
-    table.add_row("carts later removed", "-" if rate is None else f"{rate:.1%}")
-    table.add_row("sessions", f"{stats['sessions']:,}")
-    for key in ("sessions_per_customer", "events_per_session", "history_length"):
-        q = stats[key]
-        if q:
-            table.add_row(
-                key.replace("_", " "),
-                f"median {q['median']:g} | p95 {q['p95']:g} | max {q['max']:g}",
-            )
-    table.add_row(
-        "history length buckets",
-        " | ".join(f"{k}: {v:,}" for k, v in stats["history_length_buckets"].items()),
-    )
-    console.print(table)
+    print_ingest(ingest, seq_report)
+    print_stats(stats)
 
 
 @app.command()
@@ -235,7 +180,7 @@ def evaluate(
         _out_file(out)
         rejects = out.with_name(out.stem + ".rejects.csv")
         seqs, ingest, seq_report = load_sequences(events, cfg, rejects_path=rejects)
-        _print_ingest(ingest, seq_report)
+        print_ingest(ingest, seq_report)
         with console.status("evaluating") as status:
             results = evaluate_sequences(
                 seqs,
@@ -253,43 +198,6 @@ def evaluate(
     if plot:
         chart = metrics_chart(results, out.with_suffix(".html"))
         console.print(f"chart written to {chart}", highlight=False)
-
-
-def print_results(results: dict[str, Any]) -> None:
-    """A table of test metrics (and validation NDCG@10) per model."""
-    sp = results["split"]
-    title = (
-        f"{sp['protocol']} split, target {sp['target']}: {sp['test_cases']:,} test cases, "
-        f"full ranking over {results.get('n_items', '')} items".replace(" over  items", "")
-    )
-    table = Table(title=title)
-    for col in (
-        "model",
-        "HR@10",
-        "NDCG@10",
-        "MRR",
-        "HR@20",
-        "coverage@10",
-        "valid NDCG@10",
-        "fit s",
-    ):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    rows = sorted(results["models"].items(), key=lambda kv: -kv[1]["test"]["metrics"]["NDCG@10"])
-    for name, r in rows:
-        m = r["test"]["metrics"]
-        table.add_row(
-            name,
-            f"{m['HR@10']:.4f}",
-            f"{m['NDCG@10']:.4f}",
-            f"{m['MRR']:.4f}",
-            f"{m['HR@20']:.4f}",
-            f"{m['coverage@10']:.3f}",
-            f"{r['valid']['metrics']['NDCG@10']:.4f}",
-            f"{r['fit_seconds']:.2f}",
-        )
-    console.print(table)
-    if sp.get("note"):
-        console.print(f"note: {sp['note']}", highlight=False)
 
 
 @app.command()
@@ -313,7 +221,7 @@ def demo(
             )
     except FunnelrecError as exc:
         _fail(exc)
-    _print_ingest(res["ingest"], res["sequences"])
+    print_ingest(res["ingest"], res["sequences"])
     print_results(res["results"])
     console.print(
         f"\n[bold green]done[/] in {res['seconds']:.1f} s. Outputs in [bold]{out}/[/]:",
@@ -363,7 +271,7 @@ def ingest(
         {"ingest": rep.to_dict(), "sequences": seq_rep.to_dict(), "config": cfg.to_dict()},
         out / "ingest_report.json",
     )
-    _print_ingest(rep, seq_rep)
+    print_ingest(rep, seq_rep)
     console.print(f"sequences written to {out}/", highlight=False)
 
 
@@ -399,7 +307,7 @@ def fit(
         _out_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         seqs, ingest_rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
-        _print_ingest(ingest_rep, seq_rep)
+        print_ingest(ingest_rep, seq_rep)
         with Progress(console=console) as bar:
             task = bar.add_task("training", total=epochs)
 
@@ -413,7 +321,14 @@ def fit(
                 )
 
             report = fit_funnel(
-                seqs, out, n_traits=traits, target=target, epochs=epochs, seed=seed, progress=show
+                seqs,
+                out,
+                n_traits=traits,
+                target=target,
+                epochs=epochs,
+                seed=seed,
+                progress=show,
+                ingest_config=cfg,
             )
     except FunnelrecError as exc:
         _fail(exc)
@@ -466,10 +381,7 @@ def profiles(
     except FunnelrecError as exc:
         _fail(exc)
     if added:
-        _print_ingest(added["ingest"], None)
-        console.print(f"events added to histories: {added['events_used']:,}", highlight=False)
-        for reason, n in added["events_not_used"].items():
-            console.print(f"  not used: {reason}: {n:,}", highlight=False)
+        print_added(added)
     write_csv(table.reset_index(), out)
     n_behaviour = sum(c.startswith("behaviour_") for c in table.columns)
     console.print(
@@ -489,51 +401,37 @@ def recommend(
     events: Annotated[
         Path | None,
         typer.Option(
-            help="Events file holding this customer's journey (any layout), for a customer "
-            "the model has not seen; no rows for them = popular items, flagged."
+            help="Events file with this customer's newer or first events (read as the "
+            "model's were); an unseen customer without usable events gets popular items."
         ),
     ] = None,
 ) -> None:
     """Top-k items for a customer, with scores (and explanations with --explain)."""
-    from funnelrec.models import FunnelModel
-    from funnelrec.pipeline import explain_recommendations, recommend_from_events
+    from funnelrec.pipeline import recommendations
 
-    fallback = None
     try:
-        if events is not None:
-            if explain:
-                raise FunnelrecError("--explain works for customers the model knows, not --events")
-            recs, fallback = recommend_from_events(model_dir, customer, events, k=k)
-            res = None
-        elif explain:
-            res = explain_recommendations(model_dir, customer, k=k)
-            recs = [{"item_id": e["item_id"], "score": e["score"]} for e in res["items"]]
-        else:
-            df = FunnelModel.load(model_dir).recommend_for(customer, k=k)
-            recs, res = df.to_dict(orient="records"), None
+        rejects = Path(f"{events}.rejects.csv") if events else None
+        res = recommendations(model_dir, customer, k, explain, events, rejects)
     except FunnelrecError as exc:
         _fail(exc)
+    added = res.pop("added")
     if as_json:
-        payload = res if res is not None else {"customer_id": customer, "items": recs}
-        if events is not None:
-            payload["fallback"] = fallback
-        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        sys.stdout.write(json.dumps(res, default=str) + "\n")
         return
-    if fallback:
+    if added:
+        print_added(added)
+    if res["fallback"]:
         console.print(
-            f"no events of {customer} in {events}: {fallback} fallback (cold start)",
+            f"no usable events for {customer}: {res['fallback']} fallback (cold start)",
             highlight=False,
         )
     table = Table(title=f"recommendations for {customer}")
-    table.add_column("rank", justify="right")
-    table.add_column("item")
-    table.add_column("score", justify="right")
-    if res is not None:
-        table.add_column("why")
-    for i, row in enumerate(recs, start=1):
+    for col in ("rank", "item", "score") + (("why",) if explain else ()):
+        table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+    for i, row in enumerate(res["items"], start=1):
         cells = [str(i), str(row["item_id"]), f"{row['score']:.3f}"]
-        if res is not None:
-            cells.append(res["items"][i - 1]["text"].split(" — ", 1)[-1])
+        if explain and "text" in row:
+            cells.append(row["text"].split(" — ", 1)[-1])
         table.add_row(*cells)
     console.print(table)
 

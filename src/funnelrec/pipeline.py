@@ -178,8 +178,13 @@ def fit_funnel(
     epochs: int = 30,
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
+    ingest_config: IngestConfig | None = None,
 ) -> dict[str, Any]:
-    """Fit `FunnelModel` on a leave-one-out split, score the test cases, save to `out`."""
+    """Fit `FunnelModel` on a leave-one-out split, score the test cases, save to `out`.
+
+    `ingest_config` (how the events were read) is saved too, so that more events for the
+    model (`profiles --events`, `recommend --events`) are read the same way.
+    """
     from funnelrec.evaluate import evaluate
     from funnelrec.models import FunnelModel
 
@@ -200,6 +205,8 @@ def fit_funnel(
     }
     model.save(out)
     write_json(report, Path(out) / "fit_report.json")
+    if ingest_config is not None:
+        write_json(ingest_config.to_dict(), Path(out) / INGEST_CONFIG)
     describe_model(model, out, seed=seed)
     return report
 
@@ -243,43 +250,88 @@ def segments_table(model_dir: str | Path, n_segments: int | None = None) -> tupl
     return table, desc
 
 
-def explain_recommendations(model_dir: str | Path, customer: str, k: int = 10) -> dict[str, Any]:
-    """Top-k for a known customer, each with its explanation (trait names from the cards)."""
-    from funnelrec.models import FunnelModel
-    from funnelrec.profiles import explain
-
-    model = FunnelModel.load(model_dir)
-    desc = load_description(model_dir, model)
-    names = [desc.trait_names().get(t, t) for t in model.trait_names()]
-    hist = model.history_of(customer)
-    ids, _scores = model.recommend(hist, k=k)
-    items = [explain(model, hist, int(j), trait_names=names) for j in ids[0]]
-    return {"customer_id": customer, "items": items}
+INGEST_CONFIG = "ingest_config.json"
 
 
-def recommend_from_events(
-    model_dir: str | Path, customer: str, events: str | Path, k: int = 10
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Top-k for `customer`'s journey as found in an events file (any layout).
+def append_file_events(
+    model: Any,
+    model_dir: str | Path,
+    events: str | Path,
+    rejects_path: str | Path | None = None,
+    customer: str | None = None,
+) -> dict[str, Any]:
+    """Append the events of a file (every customer's, or only `customer`'s) to the histories.
 
-    Returns (items with scores, fallback): a customer without events in the file gets
-    popular items and `fallback="popularity"`.
+    Read with the settings the model's events were read with (saved at fit). Returns what
+    happened to them: the ingestion report (rejected rows go to `rejects_path`), how many
+    events were appended, and the ones the model cannot use, by reason (an item it was not
+    trained on, say). Histories keep their last `max(history_len, max_len)` events.
     """
     from funnelrec.ingest import read_events
-    from funnelrec.models import FunnelModel
-    from funnelrec.profiles import recommend_customer
 
-    model = FunnelModel.load(model_dir)
-    table = read_events(events)
+    saved = Path(model_dir) / INGEST_CONFIG
+    cfg = IngestConfig(**json.loads(saved.read_text())) if saved.exists() else None
+    table = read_events(events, cfg, rejects_path=rejects_path)
     df = table.df().rename(columns={"ts": "timestamp"})
     table.con.close()
-    mine = df.loc[df["customer_id"].astype(str) == str(customer)]
-    res = recommend_customer(model, mine[["customer_id", "item_id", "action", "timestamp"]], k=k)
-    items = [
-        {"item_id": str(i), "score": float(sc)}
-        for i, sc in zip(res["items"], res["scores"], strict=True)
+    if customer is not None:
+        df = df.loc[df["customer_id"].astype(str) == str(customer)]
+    unused: dict[str, int] = {}
+    for cid, part in df.groupby("customer_id", sort=False):
+        model.append_events(str(cid), part[["item_id", "action", "timestamp"]], dropped=unused)
+    return {
+        "ingest": table.report,
+        "events_appended": len(df) - sum(unused.values()),
+        "events_not_used": {k: v for k, v in unused.items() if v},
+    }
+
+
+def recommendations(
+    model_dir: str | Path,
+    customer: str,
+    k: int = 10,
+    explain: bool = False,
+    events: str | Path | None = None,
+    rejects_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Top-k for a customer, with explanations if asked; `events` adds their events first.
+
+    A customer the model does not know and without usable events in `events` gets popular
+    items, flagged (`"fallback": "popularity"`); one it does not know and no `events` is an
+    error (most likely a mistyped id).
+    """
+    from funnelrec.models import FunnelModel
+    from funnelrec.profiles import explain as explain_item
+    from funnelrec.profiles import popular_items
+
+    model = FunnelModel.load(model_dir)
+    added = append_file_events(model, model_dir, events, rejects_path, customer) if events else {}
+    out: dict[str, Any] = {"customer_id": customer, "fallback": None, "added": added}
+    try:
+        hist = model.history_of(customer)
+    except FunnelrecError:
+        if events is None:
+            raise
+        hist = None
+    if hist is None or hist.n_events == 0:
+        ids, scores = popular_items(model, k)
+        out["fallback"] = "popularity"
+        out["items"] = [
+            {"item_id": str(model.vocab_.item_ids[j]), "score": float(sc)}
+            for j, sc in zip(ids, scores, strict=True)
+        ]
+        return out
+    ids, scores = model.recommend(hist, k=k)
+    out["items"] = [
+        {"item_id": str(model.vocab_.item_ids[j]), "score": float(sc)}
+        for j, sc in zip(ids[0], scores[0], strict=True)
     ]
-    return items, res["fallback"]
+    if explain:
+        desc = load_description(model_dir, model)
+        names = [desc.trait_names().get(t, t) for t in model.trait_names()]
+        for row, j in zip(out["items"], ids[0], strict=True):
+            row.update(explain_item(model, hist, int(j), trait_names=names))
+    return out
 
 
 def profiles_table(
@@ -291,30 +343,14 @@ def profiles_table(
     """Profiles of every known customer, after appending `events` (any supported layout).
 
     Current traits by default (what drives recommendations now); `journey=True` for traits
-    averaged over each journey. Also returns what happened to the appended events: the
-    ingestion report (rows rejected go to `rejects_path`) and the events the model could
-    not use, by reason (an item it was not trained on, say).
+    averaged over each journey. Also returns what happened to the appended events (see
+    `append_file_events`; empty without `events`).
     """
-    from funnelrec.ingest import read_events
     from funnelrec.models import FunnelModel
     from funnelrec.profiles import full_profiles
 
     model = FunnelModel.load(model_dir)
-    added: dict[str, Any] = {}
-    if events is not None:
-        table = read_events(events, rejects_path=rejects_path)
-        df = table.df().rename(columns={"ts": "timestamp"})
-        table.con.close()
-        unused: dict[str, int] = {}
-        for cid, part in df.groupby("customer_id", sort=False):
-            model.append_events(str(cid), part[["item_id", "action", "timestamp"]])
-            for reason, n in model.last_dropped_.items():
-                unused[reason] = unused.get(reason, 0) + n
-        added = {
-            "ingest": table.report,
-            "events_used": len(df) - sum(unused.values()),
-            "events_not_used": {k: v for k, v in unused.items() if v},
-        }
+    added = append_file_events(model, model_dir, events, rejects_path) if events else {}
     desc = load_description(model_dir, model)
     # The behavioural block is ranked against the customers the model was described on;
     # the appended events are included.

@@ -698,12 +698,17 @@ class FunnelModel(Recommender):
         ids, scores = self.recommend(hist, k=k, exclude_seen=exclude_seen)
         return pd.DataFrame({"item_id": self.vocab_.item_ids[ids[0]], "score": scores[0]})
 
-    def append_events(self, customer_id: str, new_events: pd.DataFrame) -> Sequences:
+    def append_events(
+        self,
+        customer_id: str,
+        new_events: pd.DataFrame,
+        dropped: dict[str, int] | None = None,
+    ) -> Sequences:
         """Append events to a customer's stored history (new customers start empty).
 
-        Only the last `max(history_len, max_len)` events are kept. Returns the history;
-        events that could not be used (an item or action the model does not know, no usable
-        time) are counted by reason in `last_dropped_`.
+        Only the last `max(history_len, max_len)` events are kept. Returns the history.
+        Events that cannot be used (an item or action the model does not know, no usable
+        time) are added up by reason in `dropped` when it is given.
         """
         self._check_fitted()
         key, rows = str(customer_id), self._rows  # `_rows` also sets up the live state
@@ -711,12 +716,15 @@ class FunnelModel(Recommender):
         if old is None and key in rows:
             old = self.histories_.select(np.array([rows[key]]))
         last = float(old.timestamps[-1]) if old is not None and old.n_events else None
-        new, self.last_dropped_ = encode_histories(
+        new, why = encode_histories(
             self.vocab_,
             new_events.drop(columns="customer_id", errors="ignore"),
             self.session_gap_minutes,
             after=last,
         )
+        if dropped is not None:
+            for reason, n in why.items():
+                dropped[reason] = dropped.get(reason, 0) + n
         gap_s = self.session_gap_minutes * 60.0 if self.vocab_.has_time else 0.0
         merged = new if old is None else _concat_one(old, new, gap_s)
         limit = max(self.history_len, self.max_len)

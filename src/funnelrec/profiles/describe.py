@@ -138,7 +138,11 @@ def customer_profile(
     from funnelrec.sequences import encode_histories
 
     if isinstance(customer, pd.DataFrame):
-        hist = encode_histories(model.vocab_, customer)[0] if len(customer) else None
+        hist = (
+            encode_histories(model.vocab_, customer, model.session_gap_minutes)[0]
+            if len(customer)
+            else None
+        )
         cid = (
             str(customer["customer_id"].iloc[0])
             if "customer_id" in customer and len(customer)
@@ -198,7 +202,7 @@ def recommend_customer(model, customer: str | pd.DataFrame, k: int = 10) -> dict
     hist = None
     if isinstance(customer, pd.DataFrame):
         if len(customer):
-            hist = encode_histories(model.vocab_, customer)[0]
+            hist = encode_histories(model.vocab_, customer, model.session_gap_minutes)[0]
     else:
         try:
             hist = model.history_of(str(customer))
