@@ -710,9 +710,11 @@ def test_cli_strict_json_counts_and_rejects_file(tmp_path: Path) -> None:
     assert ingest["duplicates_dropped"] == 1
     assert ingest["rows_used"] == 2
     assert ingest["rejects_path"] == str(rejects)
+    # Dropped duplicates are listed too (counted apart), so every missing row can be found.
     assert _rejects(rejects) == [
         (3, "unknown action (strict mode)"),
         (4, "unknown action (strict mode)"),
+        (6, "exact duplicate of an earlier row (dropped)"),
     ]
 
 

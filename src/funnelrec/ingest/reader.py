@@ -174,12 +174,6 @@ def read_events(
     ).fetchall()
     for reason, n in [*src.parse_rejects["reason"].value_counts().items(), *counts]:
         report.rows_rejected[str(reason)] = report.rows_rejected.get(str(reason), 0) + int(n)
-    if len(rejects) and rejects_path is not None:
-        _write_atomic_csv(rejects, Path(rejects_path))
-        report.rejects_path = str(rejects_path)
-    elif len(rejects):
-        report.notes.append(f"{len(rejects)} rejected rows (pass rejects_path to keep them)")
-
     _price_notes(con, price_style, report)
     valid = int(con.execute("SELECT count(*) FROM staged WHERE reason IS NULL").fetchone()[0])
     con.execute(
@@ -189,6 +183,20 @@ def read_events(
     )
     report.rows_used = int(con.execute("SELECT count(*) FROM events").fetchone()[0])
     report.duplicates_dropped = valid - report.rows_used
+    if report.duplicates_dropped:
+        # Counted apart from the rejects, but listed in the same file so each can be found.
+        con.execute(
+            "UPDATE staged SET reason = 'exact duplicate of an earlier row (dropped)' "
+            "WHERE reason IS NULL AND row_no NOT IN (SELECT row_no FROM events)"
+        )
+        rejects = _collect_rejects(con, src)
+    if len(rejects) and rejects_path is not None:
+        _write_atomic_csv(rejects, Path(rejects_path))
+        report.rejects_path = str(rejects_path)
+    elif len(rejects):
+        report.notes.append(
+            f"{len(rejects)} rejected or duplicate rows (pass rejects_path to keep them)"
+        )
     if report.rows_used == 0:
         raise InputError(
             "zero usable rows: every row was rejected",
