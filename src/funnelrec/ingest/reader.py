@@ -152,7 +152,7 @@ def read_events(
 
     ts_expr = _timestamp_expression(con, src, layout, colmap, config, report)
     action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
-    price_style = _price_style(con, _col(colmap, "price")) if "price" in colmap else "dot"
+    price_style = _price_style(con, _col(colmap, "price")) if "price" in colmap else "plain"
     _stage(con, colmap, ts_expr, action_expr, mapped, report.has_time, price_style)
     rejects = _collect_rejects(con, src)
     for line, raw in (
@@ -458,10 +458,17 @@ def _price_core(raw: str) -> str:
 def _price_style(con: duckdb.DuckDBPyConnection, raw: str) -> str:
     """The column's decimal separator, decided once for the whole column, not value by value.
 
-    "comma" when decimals follow commas ("9,99", "1.234,5"), "dot" otherwise ("9.99",
-    "1,299"), "mixed" when both occur: then only plain numbers are read, since "1,299" could
-    be either and guessing would invent prices.
+    "plain" when every value is a plain number (one cheap scan, the common case); "comma"
+    when decimals follow commas ("9,99", "1.234,5"), "dot" otherwise ("9.99", "1,299");
+    "mixed" when both occur: then only plain numbers are read, since "1,299" could be either
+    and guessing would invent prices.
     """
+    plain = con.execute(
+        f"SELECT NOT bool_or(strpos(v, ',') > 0 OR TRY_CAST(v AS DOUBLE) IS NULL) "
+        f"FROM (SELECT {raw} AS v FROM raw_src) WHERE v IS NOT NULL"
+    ).fetchone()[0]
+    if plain is not False:  # plain numbers only (or no prices): nothing to decide
+        return "plain"
     comma, dot = con.execute(
         "SELECT count(*) FILTER (WHERE regexp_matches(c, ',[0-9]{1,2}$') "
         "OR regexp_matches(c, '\\.[0-9]{3},')), "
@@ -477,7 +484,7 @@ def _price_expr(raw: str, style: str) -> str:
     convention (`_price_style`); anything else only if it is a plain number. What is still
     not a number (or NaN / inf) makes the row a reject with its reason."""
     plain = f"TRY_CAST({raw} AS DOUBLE)"
-    if style == "mixed":
+    if style in ("plain", "mixed"):
         return plain
     core = f"replace({_price_core(raw)}, ' ', '')"
     if style == "comma":
@@ -494,7 +501,7 @@ def _stage(
     action_expr: str,
     mapped: bool,
     check_future: bool,
-    price_style: str = "dot",
+    price_style: str = "plain",
 ) -> None:
     """Parse every row once and give each unusable row its reason."""
     now = time.time() + FUTURE_TOLERANCE_S if check_future else float("inf")
