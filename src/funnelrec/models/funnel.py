@@ -692,7 +692,7 @@ class FunnelModel(Recommender):
     ) -> pd.DataFrame:
         """Top-k for a known customer id or a raw-id history (canonical columns)."""
         if isinstance(customer, pd.DataFrame):
-            hist, _ = encode_histories(self.vocab_, customer)
+            hist, _ = encode_histories(self.vocab_, customer, self.session_gap_minutes)
         else:
             hist = self.history_of(customer)
         ids, scores = self.recommend(hist, k=k, exclude_seen=exclude_seen)
