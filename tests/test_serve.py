@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,9 @@ def test_batch_with_rejections(client: TestClient) -> None:
         {"customer_id": 5, "item_id": "b", "action": "view"},  # wrong type
         {"customer_id": "a", "item_id": "b", "action": "view", "price": -1},
         {"customer_id": "a", "item_id": "b", "action": "view", "timestamp": "yesterday"},
+        {"customer_id": "a", "item_id": "b", "action": "view", "timestamp": "1066-10-14"},
+        {"customer_id": "a", "item_id": "b", "action": "view", "timestamp": "9999-12-31"},
+        {"customer_id": "a", "item_id": "b", "action": "view", "timestamp": True},
         {"customer_id": "a", "item_id": "b", "action": "view", "extra": 1},
         {"customer_id": "", "item_id": "b", "action": "view"},
         {"events": []},
@@ -224,3 +228,19 @@ def test_live_profile_after_a_write_equals_the_batch_profile(client: TestClient)
     got = {t["trait"]: t["value"] for t in live["traits"]}
     got |= {f"behaviour_{k}": v for k, v in live["behaviour"].items()}
     assert got == pytest.approx(ref["profile"], abs=1e-5)
+
+
+def test_far_future_event_does_not_age_everyone_else(client: TestClient) -> None:
+    """The recency clock follows events but stops at tomorrow: one event dated year 4000
+    must not make a customer who just came back look long gone."""
+    cid, item, _ = _known(client)
+    now = time.time()
+    ev = {"customer_id": cid, "item_id": item, "action": "view", "timestamp": now}
+    assert client.post("/events", json=ev, headers=H).json()["accepted"] == 1
+    before = client.get(f"/customers/{cid}/profile").json()["behaviour"]["recency"]
+    far = {"customer_id": "someone-else", "item_id": item, "action": "view", "timestamp": 6.5e10}
+    assert client.post("/events", json=far, headers=H).json()["accepted"] == 1
+    ev["timestamp"] = now + 1
+    client.post("/events", json=ev, headers=H)
+    after = client.get(f"/customers/{cid}/profile").json()["behaviour"]["recency"]
+    assert before > 0.9 and after > 0.9, (before, after)

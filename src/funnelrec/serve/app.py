@@ -42,6 +42,13 @@ class EventIn(BaseModel):
     brand: Annotated[str, Field(max_length=200)] | None = None
     price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # JSON true would otherwise pass as 1.0 (1970)
+            raise ValueError("not a timestamp")
+        return v
+
     @field_validator("timestamp")
     @classmethod
     def _seconds(cls, v: float | str | None) -> float | None:
@@ -50,14 +57,16 @@ class EventIn(BaseModel):
         if isinstance(v, str):
             try:
                 ts = pd.Timestamp(v)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 raise ValueError("not an ISO timestamp") from exc
             if ts is pd.NaT:
                 raise ValueError("not a timestamp")
             ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
-            return ts.timestamp()
+            v = ts.timestamp()
+        # One range for numbers and dates alike: 1970 up to the year 5000 (later seconds
+        # would read as milliseconds downstream).
         if not (0 <= v < 1e11):
-            raise ValueError("Unix seconds between 1970 and year 5000")
+            raise ValueError("a time between 1970 and the year 5000 (Unix seconds or ISO)")
         return float(v)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from funnelrec.ingest.reader import FUTURE_TOLERANCE_S
 from funnelrec.models import FunnelModel
 from funnelrec.profiles import (
     customer_profile,
@@ -198,7 +199,11 @@ class _State:
         """Append accepted events to the live histories (new items are stored only)."""
         if not events:
             return
-        self.clock = max(self.clock, max(float(e["timestamp"]) for e in events))
+        # The clock that recency is measured to follows the events (replayed history runs in
+        # its own time), but never past tomorrow: one event dated years ahead would otherwise
+        # make every other customer look long gone.
+        latest = max(float(e["timestamp"]) for e in events)
+        self.clock = max(self.clock, min(latest, time.time() + FUTURE_TOLERANCE_S))
         by_customer: dict[str, list[dict[str, Any]]] = {}
         for e in events:
             if self.vocab.item_index(str(e["item_id"])) < 0:
