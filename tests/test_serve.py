@@ -81,6 +81,7 @@ def test_batch_with_rejections(client: TestClient) -> None:
     assert flags == [True, False, False, True, True]
     assert "unknown action" in res["results"][1]["reason"]
     assert "unknown item" in res["results"][2]["reason"]
+    assert "next model version" in res["results"][3]["note"]  # accepted, said not yet used
     assert client.get("/health").json()["new_items_stored"] == 1
     new = client.get("/customers/new-1/profile").json()
     assert not new["cold_start"]  # one event is enough for a profile

@@ -93,6 +93,12 @@ class Live:
                 if reason is None:
                     accepted.append(e)
                     results.append({"accepted": True})
+                    if st.vocab.item_index(str(e["item_id"])) < 0:
+                        # Stored, but the model has no vector for it until it is refitted.
+                        results[-1]["note"] = (
+                            "new item: stored for the next model version, not yet in the "
+                            "customer's profile or recommendations"
+                        )
                 else:
                     results.append({"accepted": False, "reason": reason})
             ids = self.store.append(accepted)  # acknowledged only after this commit
