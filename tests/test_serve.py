@@ -245,3 +245,14 @@ def test_far_future_event_does_not_age_everyone_else(client: TestClient) -> None
     client.post("/events", json=ev, headers=H)
     after = client.get(f"/customers/{cid}/profile").json()["behaviour"]["recency"]
     assert before > 0.9 and after > 0.9, (before, after)
+
+
+def test_reads_of_unknown_ids_are_not_kept(client: TestClient) -> None:
+    """Anyone may read any id: cold-start answers are computed, not cached per id."""
+    st = client.app.state.live.state
+    sizes = len(st.profiles), len(st.top)
+    for i in range(30):
+        assert client.get(f"/customers/ghost-{i}/profile").json()["cold_start"]
+        recs = client.get(f"/customers/ghost-{i}/recommendations?k=3").json()
+        assert recs["fallback"] == "popularity" and len(recs["items"]) == 3
+    assert (len(st.profiles), len(st.top)) == sizes

@@ -268,18 +268,25 @@ class _State:
 
     # reads --------------------------------------------------------------------
     def profile(self, cid: str) -> dict[str, Any]:
-        if cid not in self.profiles:
-            self.profiles[cid] = self._profile(cid)
-        return self.profiles[cid]
+        hit = self.profiles.get(cid)
+        if hit is None:
+            hit = self._profile(cid)
+            # Only customers with events are kept: anyone may read any id, and caching
+            # every unknown one would grow memory without bound.
+            if not hit["cold_start"]:
+                self.profiles[cid] = hit
+        return hit
 
     def _profile(self, cid: str) -> dict[str, Any]:
         return _split_profile(customer_profile(self.model, self.desc, cid, self.clock), self.desc)
 
     def recommendations(self, cid: str, k: int, with_explanations: bool) -> dict[str, Any]:
         if not with_explanations and k <= self.k:
-            if cid not in self.top:
-                self.top[cid] = self._recommendations(cid, self.k, False)
-            cached = self.top[cid]
+            cached = self.top.get(cid)
+            if cached is None:
+                cached = self._recommendations(cid, self.k, False)
+                if cached["fallback"] is None:  # unknown ids are not kept (see `profile`)
+                    self.top[cid] = cached
             return {**cached, "items": cached["items"][:k]}
         return self._recommendations(cid, k, with_explanations)
 
