@@ -302,36 +302,24 @@ def recommendations(
     """
     from funnelrec.models import FunnelModel
     from funnelrec.profiles import explain as explain_item
-    from funnelrec.profiles import popular_items
+    from funnelrec.profiles import recommend_customer
 
     model = FunnelModel.load(model_dir)
     added = append_file_events(model, model_dir, events, rejects_path, customer) if events else {}
-    out: dict[str, Any] = {"customer_id": customer, "fallback": None, "added": added}
-    try:
-        hist = model.history_of(customer)
-    except FunnelrecError:
-        if events is None:
-            raise
-        hist = None
-    if hist is None or hist.n_events == 0:
-        ids, scores = popular_items(model, k)
-        out["fallback"] = "popularity"
-        out["items"] = [
-            {"item_id": str(model.vocab_.item_ids[j]), "score": float(sc)}
-            for j, sc in zip(ids, scores, strict=True)
-        ]
-        return out
-    ids, scores = model.recommend(hist, k=k)
-    out["items"] = [
-        {"item_id": str(model.vocab_.item_ids[j]), "score": float(sc)}
-        for j, sc in zip(ids[0], scores[0], strict=True)
+    if events is None:
+        model.history_of(customer)  # an unknown id without events: an error, not popular items
+    rec = recommend_customer(model, customer, k=k)
+    items = [
+        {"item_id": str(i), "score": float(sc)}
+        for i, sc in zip(rec["items"], rec["scores"], strict=True)
     ]
-    if explain:
+    if explain and rec["fallback"] is None:
+        hist = model.history_of(customer)
         desc = load_description(model_dir, model)
         names = [desc.trait_names().get(t, t) for t in model.trait_names()]
-        for row, j in zip(out["items"], ids[0], strict=True):
-            row.update(explain_item(model, hist, int(j), trait_names=names))
-    return out
+        for row in items:
+            row.update(explain_item(model, hist, row["item_id"], trait_names=names))
+    return {"customer_id": customer, "fallback": rec["fallback"], "added": added, "items": items}
 
 
 def profiles_table(

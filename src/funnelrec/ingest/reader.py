@@ -35,6 +35,7 @@ _UNIT_NAMES = {
     "ns": "Unix nanoseconds",
 }
 FUTURE_TOLERANCE_S = 86_400.0
+PLAUSIBLE_SINCE = 631_152_000  # 1990-01-01 UTC: earlier e-commerce events are a unit slip
 
 
 @dataclass
@@ -154,21 +155,6 @@ def read_events(
     action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
     price_style = _price_style(con, _col(colmap, "price")) if "price" in colmap else "plain"
     _stage(con, colmap, ts_expr, action_expr, mapped, report.has_time, price_style)
-    rejects = _collect_rejects(con, src)
-    for line, raw in (
-        rejects.loc[
-            (rejects["reason"] == "malformed quoting")
-            & rejects["raw"].astype(str).str.contains("\n"),
-            ["line", "raw"],
-        ]
-        .head(5)
-        .itertuples(index=False)
-    ):
-        k = str(raw).rstrip("\r\n").count("\n")
-        report.notes.append(
-            f"line {line}: an unclosed quote ran over the next {k} line(s), which were "
-            "rejected as part of that one row; fix the quote and read the file again"
-        )
     counts = con.execute(
         "SELECT reason, count(*) FROM staged WHERE reason IS NOT NULL GROUP BY reason"
     ).fetchall()
@@ -189,7 +175,8 @@ def read_events(
             "UPDATE staged SET reason = 'exact duplicate of an earlier row (dropped)' "
             "WHERE reason IS NULL AND row_no NOT IN (SELECT row_no FROM events)"
         )
-        rejects = _collect_rejects(con, src)
+    rejects = _collect_rejects(con, src)
+    _note_unclosed_quotes(rejects, report)
     if len(rejects) and rejects_path is not None:
         _write_atomic_csv(rejects, Path(rejects_path))
         report.rejects_path = str(rejects_path)
@@ -224,6 +211,19 @@ def read_events(
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
     return EventTable(con, report, has_session_ids="session_id" in colmap, has_time=report.has_time)
+
+
+def _note_unclosed_quotes(rejects: pd.DataFrame, report: IngestReport) -> None:
+    """An opening quote that never closes takes the following lines into one bad row."""
+    swallowed = (rejects["reason"] == "malformed quoting") & rejects["raw"].astype(
+        str
+    ).str.contains("\n")
+    for line, raw in rejects.loc[swallowed, ["line", "raw"]].head(5).itertuples(index=False):
+        k = str(raw).rstrip("\r\n").count("\n")
+        report.notes.append(
+            f"line {line}: an unclosed quote ran over the next {k} line(s), which were "
+            "rejected as part of that one row; fix the quote and read the file again"
+        )
 
 
 def _price_notes(con: duckdb.DuckDBPyConnection, style: str, report: IngestReport) -> None:
@@ -440,9 +440,6 @@ def _action_expression(
     return raw, True
 
 
-PLAUSIBLE_SINCE = 631_152_000  # 1990-01-01 UTC: earlier e-commerce events are a unit slip
-
-
 # A price as shops write it: an optional currency sign or upper-case code, then a number whose
 # thousands may be grouped by ",", "." or " " and whose decimals follow "," or ".".
 _PRICE = (
@@ -486,12 +483,12 @@ def _price_expr(raw: str, style: str) -> str:
     plain = f"TRY_CAST({raw} AS DOUBLE)"
     if style in ("plain", "mixed"):
         return plain
-    core = f"replace({_price_core(raw)}, ' ', '')"
+    core = f"replace({_price_core(raw)}, ' ', '')"  # '' when the value is not a price
     if style == "comma":
         local = f"replace(replace({core}, '.', ''), ',', '.')"
     else:
         local = f"replace({core}, ',', '')"
-    return f"CASE WHEN {_price_core(raw)} <> '' THEN TRY_CAST({local} AS DOUBLE) ELSE {plain} END"
+    return f"coalesce(TRY_CAST({local} AS DOUBLE), {plain})"
 
 
 def _stage(
@@ -509,12 +506,17 @@ def _stage(
     action_val = "am_action" if mapped else action_expr
     action_ok = "coalesce(am_ok, false)" if mapped else "true"
     price_raw = _col(colmap, "price")
+    # The raw spelling of prices that were not read as plain numbers (for the note).
+    local_price = (
+        "CAST(NULL AS VARCHAR)"
+        if price_style in ("plain", "mixed")
+        else "CASE WHEN price IS DISTINCT FROM TRY_CAST(raw_price AS DOUBLE) THEN raw_price END"
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE staged AS
         SELECT row_no, cust AS customer_id, ts, act AS action, item AS item_id, session_id,
                category, brand, price,
-               CASE WHEN price IS DISTINCT FROM TRY_CAST(raw_price AS DOUBLE)
-                    THEN raw_price END AS local_price,
+               {local_price} AS local_price,
                CASE WHEN cust IS NULL THEN 'empty customer_id'
                     WHEN item IS NULL THEN 'empty item_id'
                     WHEN raw_ts IS NULL THEN 'empty timestamp'

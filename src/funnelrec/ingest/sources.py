@@ -162,14 +162,7 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
         raise InputError(
             "no JSON objects found", path=str(path), expected="one JSON object per line"
         )
-    reader_bad = con.execute(
-        "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
-        "FROM jrej_errors ORDER BY line"
-    ).df()
-    reader_bad = reader_bad.drop_duplicates("line", keep="first").reset_index(drop=True)
-    if len(reader_bad):
-        _realign_row_numbers(con, reader_bad["line"].to_numpy(), 0, table="raw_lines")
-        reader_bad["reason"] = reader_bad["reason"].map(_reader_reason)
+    reader_bad = _reader_rejects(con, "jrej_errors", 0, "raw_lines")
     # Guard every JSON function with CASE: DuckDB may evaluate projections on rows a WHERE
     # clause would have removed, and a malformed line must become a reject, not an exception.
     con.execute(
@@ -283,17 +276,7 @@ def _open_csv(
         raise InputError(f"cannot read CSV: {_first_line(exc)}", path=str(path)) from exc
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT * FROM raw_tbl")
     header_lines = 0 if has_header is False or _looks_headerless(cols) else 1
-    bad = con.execute(
-        "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
-        "FROM rej_errors ORDER BY line"
-    ).df()
-    # The reader reports a row once per problem (a row with three extra fields: three
-    # times); it is one rejected row.
-    bad = bad.drop_duplicates("line", keep="first").reset_index(drop=True)
-    if len(bad):
-        # Rows the CSV reader skipped shift row numbers; keep row_no aligned with file lines.
-        _realign_row_numbers(con, bad["line"].to_numpy(), header_lines)
-    bad["reason"] = bad["reason"].map(_reader_reason)
+    bad = _reader_rejects(con, "rej_errors", header_lines, "raw_tbl")
     return RawSource(str(path), "csv", cols, header_lines, bad, headerless_layout=headerless)
 
 
@@ -324,6 +307,26 @@ def _reader_without_sniffing(
 
 def _looks_headerless(cols: list[str]) -> bool:
     return all(c.startswith("column") and c[6:].isdigit() for c in cols)
+
+
+def _reader_rejects(
+    con: duckdb.DuckDBPyConnection, errors: str, header_lines: int, table: str
+) -> pd.DataFrame:
+    """Rows DuckDB's reader skipped (line, reason, raw), one per row, with `table`'s row
+    numbers realigned to the file's data rows.
+
+    The reader reports a row once per problem (a row with three extra fields: three
+    times); it is one rejected row.
+    """
+    bad = con.execute(
+        "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
+        f"FROM {errors} ORDER BY line"
+    ).df()
+    bad = bad.drop_duplicates("line", keep="first").reset_index(drop=True)
+    if len(bad):
+        _realign_row_numbers(con, bad["line"].to_numpy(), header_lines, table=table)
+    bad["reason"] = bad["reason"].map(_reader_reason)
+    return bad
 
 
 def _realign_row_numbers(
