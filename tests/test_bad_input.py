@@ -5,9 +5,8 @@ Two rules are checked throughout:
 * a whole-file problem raises `InputError` whose message says what is wrong (and where);
 * a row-level problem never makes a row disappear silently:
   rows_read == rows_used + sum(rows_rejected) + duplicates_dropped,
-  and the rejects file names each rejected row's 1-based file line and reason.
-
-Tests marked xfail(strict=True) document bugs found in src/ that are not fixed yet.
+  and the rejects file names each rejected row's 1-based file line and reason (the line
+  an editor shows: blank lines and quoted line breaks before it included).
 """
 
 from __future__ import annotations
@@ -483,11 +482,6 @@ def test_too_many_and_too_few_fields(tmp_path: Path) -> None:
     assert sorted(_ts_by_item(seqs)) == ["10", "12", "14"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DuckDB skips blank lines, so row_no + header_lines is no longer the file line: the "
-    "reject on file line 5 is reported as line 3",
-)
 def test_blank_lines_do_not_shift_reject_line_numbers(tmp_path: Path) -> None:
     text = HEADER + f"1,{T0},view,10\n\n\n1,bad,view,11\n1,{T0 + 2},view,12\n"
     rejects = tmp_path / "rejects.csv"
@@ -497,10 +491,6 @@ def test_blank_lines_do_not_shift_reject_line_numbers(tmp_path: Path) -> None:
     assert _rejects(rejects) == [(5, "unparseable timestamp")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a quoted field spanning two lines shifts later reject line numbers by one",
-)
 def test_multiline_quoted_field_does_not_shift_reject_line_numbers(tmp_path: Path) -> None:
     text = HEADER + f'1,{T0},view,"10\n"\n1,bad,view,11\n1,{T0 + 2},view,12\n'
     rejects = tmp_path / "rejects.csv"
@@ -508,6 +498,31 @@ def test_multiline_quoted_field_does_not_shift_reject_line_numbers(tmp_path: Pat
     assert report.rows_rejected == {"unparseable timestamp": 1}
     _accounted(report)
     assert _rejects(rejects) == [(4, "unparseable timestamp")]
+
+
+@pytest.mark.parametrize("name", ["events.csv", "events.csv.gz"])
+def test_reader_and_value_rejects_name_file_lines_past_blank_lines_and_quoted_breaks(
+    tmp_path: Path, name: str
+) -> None:
+    # Blank lines (skipped by the reader, counted in its own numbers) and a quoted line
+    # break (not counted there) before both kinds of reject: the reader's (too many fields)
+    # and ours (a bad timestamp).
+    text = HEADER + (
+        f"1,{T0},view,10\n\n\n"  # lines 2-4
+        f'1,{T0 + 1},view,"11\n"\n'  # lines 5-6
+        "1,2,3,4,5\n"  # line 7: too many fields
+        f"1,bad,view,12\n"  # line 8
+        f"1,{T0 + 3},view,13\n"  # line 9
+    )
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(path, rejects_path=rejects).report
+    _accounted(report)
+    assert _rejects(rejects) == [(7, "too many fields"), (8, "unparseable timestamp")]
 
 
 def test_malformed_quoting_does_not_reject_well_quoted_rows(tmp_path: Path) -> None:

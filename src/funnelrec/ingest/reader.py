@@ -542,16 +542,17 @@ def _stage(
 
 
 def _collect_rejects(con: duckdb.DuckDBPyConnection, src: RawSource) -> pd.DataFrame:
-    line = f"s.row_no + {src.header_lines}" if src.format in ("csv", "jsonl") else "s.row_no"
     cols = [c for c in src.columns if c != "row_no"]
     raw = " || ',' || ".join(f"coalesce(CAST(r.{sql_ident(c)} AS VARCHAR), '')" for c in cols)
     if src.format in ("sequence_lines", "sequence_pairs"):
         raw = "coalesce(r.customer_id, '') || ' ' || coalesce(r.item_id, '')"
     # The rejects file keeps the first million rejected rows; the report counts them all.
     found = con.execute(
-        f"SELECT {line} AS line, s.reason, {raw} AS raw FROM staged s JOIN raw_src r "
+        f"SELECT s.row_no AS line, s.reason, {raw} AS raw FROM staged s JOIN raw_src r "
         "ON r.row_no = s.row_no WHERE s.reason IS NOT NULL ORDER BY s.row_no LIMIT 1000000"
     ).df()
+    if src.format in ("csv", "jsonl"):  # row number -> the file's line number
+        found["line"] = src.line_of(found["line"].to_numpy())
     parts = [df for df in (src.parse_rejects, found) if len(df)]
     if not parts:
         return found

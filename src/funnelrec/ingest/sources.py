@@ -10,9 +10,11 @@ import gzip
 import io
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from funnelrec.ingest.layouts import (
@@ -36,6 +38,32 @@ class RawSource:
     parse_rejects: pd.DataFrame  # rows the reader itself could not parse (line, reason, raw)
     sequence_layout: Layout | None = None
     headerless_layout: Layout | None = None
+    csv_lines: CsvLines | None = None
+
+    def line_of(self, row_no: np.ndarray) -> np.ndarray:
+        """File line numbers of data rows (1-based `row_no`, as in `raw_src`)."""
+        row_no = np.asarray(row_no, dtype=np.int64)
+        rows = self.csv_lines.row_lines() if self.csv_lines is not None else None
+        return rows[row_no - 1] if rows is not None else row_no + self.header_lines
+
+
+class CsvLines:
+    """Where a CSV's records start in the file, worked out on first use: only rejects
+    need it, and a file whose every line is one record needs nothing but a line count."""
+
+    def __init__(self, path: Path, header_lines: int, n_records: int) -> None:
+        self.path, self.header_lines, self.n_records = path, header_lines, n_records
+
+    @cached_property
+    def records(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return _csv_records(self.path, self.n_records)
+
+    def row_lines(self) -> np.ndarray | None:
+        """File line of data row r at [r - 1]; None where it is r + header_lines."""
+        if self.records is None:
+            return None
+        starts, blank = self.records
+        return starts[np.flatnonzero(~blank)[self.header_lines :]]
 
 
 def sql_str(value: str) -> str:
@@ -162,7 +190,9 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
         raise InputError(
             "no JSON objects found", path=str(path), expected="one JSON object per line"
         )
-    reader_bad = _reader_rejects(con, "jrej_errors", 0, "raw_lines")
+    reader_bad = _dedupe_errors(con, "jrej_errors")
+    reader_bad["data_row"] = reader_bad["line"]  # one record per line, blank ones included
+    reader_bad = _reader_rejects(con, reader_bad, "raw_lines")
     # Guard every JSON function with CASE: DuckDB may evaluate projections on rows a WHERE
     # clause would have removed, and a malformed line must become a reject, not an exception.
     con.execute(
@@ -276,8 +306,52 @@ def _open_csv(
         raise InputError(f"cannot read CSV: {_first_line(exc)}", path=str(path)) from exc
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT * FROM raw_tbl")
     header_lines = 0 if has_header is False or _looks_headerless(cols) else 1
-    bad = _reader_rejects(con, "rej_errors", header_lines, "raw_tbl")
-    return RawSource(str(path), "csv", cols, header_lines, bad, headerless_layout=headerless)
+    bad = _dedupe_errors(con, "rej_errors")
+    n_rows = con.execute("SELECT count(*) FROM raw_tbl").fetchall()[0][0]
+    lines = CsvLines(path, header_lines, header_lines + n_rows + len(bad))
+    if len(bad) and lines.records is not None:
+        # The reader's numbers count blank lines but not a quoted field's line breaks.
+        starts, blank = lines.records
+        rank = np.cumsum(~blank) - header_lines  # data-row index of each record
+        at = bad["line"].to_numpy(dtype=np.int64) - 1
+        bad["data_row"], bad["line"] = rank[at], starts[at]
+    else:
+        bad["data_row"] = bad["line"] - header_lines
+    bad = _reader_rejects(con, bad, "raw_tbl")
+    return RawSource(
+        str(path), "csv", cols, header_lines, bad, headerless_layout=headerless, csv_lines=lines
+    )
+
+
+def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first file line, is blank) of each record as DuckDB's CSV reader numbers them, or
+    None when every line is one record (the common case, checked by counting lines).
+
+    Why: rejects must name the file line a person finds in an editor; blank lines (skipped)
+    and quoted fields that hold line breaks make that differ from the row number. Records
+    are found by quote parity; if that disagrees with the reader's count, row numbers stay.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    n_lines, last = 0, b"\n"
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n_lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    n_lines += last != b"\n"
+    if n_lines == n_records:
+        return None
+    starts, blank, quoted = [], [], False
+    with opener(path, "rb") as fh:
+        for i, line in enumerate(fh, 1):
+            if not quoted:
+                starts.append(i)
+                blank.append(line.strip(b"\r\n") == b"")
+            if line.count(b'"') % 2:
+                quoted = not quoted
+    is_blank = np.asarray(blank, dtype=bool)
+    if int((~is_blank).sum()) != n_records:
+        return None
+    return np.asarray(starts, dtype=np.int64), is_blank
 
 
 def _reader_without_sniffing(
@@ -309,11 +383,8 @@ def _looks_headerless(cols: list[str]) -> bool:
     return all(c.startswith("column") and c[6:].isdigit() for c in cols)
 
 
-def _reader_rejects(
-    con: duckdb.DuckDBPyConnection, errors: str, header_lines: int, table: str
-) -> pd.DataFrame:
-    """Rows DuckDB's reader skipped (line, reason, raw), one per row, with `table`'s row
-    numbers realigned to the file's data rows.
+def _dedupe_errors(con: duckdb.DuckDBPyConnection, errors: str) -> pd.DataFrame:
+    """Rows DuckDB's reader skipped (its line number, reason, raw), one per row.
 
     The reader reports a row once per problem (a row with three extra fields: three
     times); it is one rejected row.
@@ -322,20 +393,22 @@ def _reader_rejects(
         "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
         f"FROM {errors} ORDER BY line"
     ).df()
-    bad = bad.drop_duplicates("line", keep="first").reset_index(drop=True)
+    return bad.drop_duplicates("line", keep="first").reset_index(drop=True)
+
+
+def _reader_rejects(con: duckdb.DuckDBPyConnection, bad: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The reader's rejects (line, reason, raw), with `table`'s row numbers realigned to the
+    file's data rows; `bad["data_row"]` is each reject's own data-row index."""
     if len(bad):
-        _realign_row_numbers(con, bad["line"].to_numpy(), header_lines, table=table)
+        _realign_row_numbers(con, bad["data_row"].to_numpy(), table=table)
+    bad = bad.drop(columns="data_row")
     bad["reason"] = bad["reason"].map(_reader_reason)
     return bad
 
 
-def _realign_row_numbers(
-    con: duckdb.DuckDBPyConnection, bad_lines, header_lines: int, table: str = "raw_tbl"
-) -> None:
+def _realign_row_numbers(con: duckdb.DuckDBPyConnection, skipped_rows, table: str) -> None:
     """Turn `row_no` into the data-row index the file had, counting rows the reader skipped."""
-    import numpy as np
-
-    skipped = np.unique(np.asarray(bad_lines, dtype=np.int64) - header_lines)  # data-row index
+    skipped = np.unique(np.asarray(skipped_rows, dtype=np.int64))  # data-row indices
     # Row r among kept rows sits at data index d = r + #(skipped indices < d); solve by
     # shifting r by the number of skipped indices k with skipped[k] - k <= r.
     adjusted = skipped - np.arange(len(skipped))
