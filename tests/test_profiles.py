@@ -20,7 +20,7 @@ from funnelrec.profiles import (
     similar_customers,
     similar_items,
 )
-from funnelrec.profiles.explain import drop_events
+from funnelrec.profiles.explain import drop_events, explain_items
 from funnelrec.sequences import Sequences, load_sequences
 
 
@@ -118,6 +118,21 @@ def test_explanation_is_exact_and_attributions_are_real_drops(model: FunnelModel
     drop = e["score"] - float(model.score_items(edited, np.array([item]))[0, 0])
     assert drop == pytest.approx(top["attribution"], abs=1e-4)
     assert e["text"].startswith(f"Recommended: {e['item_id']}")
+
+
+def test_explaining_several_items_at_once_matches_one_by_one(model: FunnelModel) -> None:
+    hist = model.history_of(model.vocab_.customer_ids[1])
+    ids, _ = model.recommend(hist, k=5)
+    items = [int(j) for j in ids[0]]
+    together = explain_items(model, hist, items)
+    for item, e in zip(items, together, strict=True):
+        alone = explain(model, hist, item)
+        assert e["text"] == alone["text"]
+        assert e["score"] == pytest.approx(alone["score"], abs=1e-5)
+        got = [(x["position"], x["attribution"]) for x in e["events"]]
+        want = [(x["position"], x["attribution"]) for x in alone["events"]]
+        assert [p for p, _ in got] == [p for p, _ in want]
+        assert [a for _, a in got] == pytest.approx([a for _, a in want], abs=1e-5)
 
 
 def test_drop_events_remeasures_gaps(seqs: Sequences) -> None:

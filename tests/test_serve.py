@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -256,3 +257,20 @@ def test_reads_of_unknown_ids_are_not_kept(client: TestClient) -> None:
         recs = client.get(f"/customers/ghost-{i}/recommendations?k=3").json()
         assert recs["fallback"] == "popularity" and len(recs["items"]) == 3
     assert (len(st.profiles), len(st.top)) == sizes
+
+
+def test_ids_with_slashes_and_spaces_can_be_read_back(client: TestClient) -> None:
+    _, item, _ = _known(client)
+    for cid in ("shop/eu/42", "a b", "x%y"):
+        r = client.post(
+            "/events", json={"customer_id": cid, "item_id": item, "action": "view"}, headers=H
+        )
+        assert r.json()["accepted"] == 1, r.text
+        path = quote(cid, safe="")
+        journey = client.get(f"/customers/{path}/journey")
+        assert journey.status_code == 200, (cid, journey.text)
+        assert [e["item_id"] for e in journey.json()] == [item]
+        assert not client.get(f"/customers/{path}/profile").json()["cold_start"]
+        assert client.get(f"/customers/{path}/recommendations?k=2").json()["fallback"] is None
+    # Unescaped slashes reach the same customer.
+    assert client.get("/customers/shop/eu/42/journey").json()[0]["item_id"] == item

@@ -301,8 +301,7 @@ def recommendations(
     error (most likely a mistyped id).
     """
     from funnelrec.models import FunnelModel
-    from funnelrec.profiles import explain as explain_item
-    from funnelrec.profiles import recommend_customer
+    from funnelrec.profiles import explain_items, recommend_customer
 
     model = FunnelModel.load(model_dir)
     added = append_file_events(model, model_dir, events, rejects_path, customer) if events else {}
@@ -317,8 +316,9 @@ def recommendations(
         hist = model.history_of(customer)
         desc = load_description(model_dir, model)
         names = [desc.trait_names().get(t, t) for t in model.trait_names()]
-        for row in items:
-            row.update(explain_item(model, hist, row["item_id"], trait_names=names))
+        why = explain_items(model, hist, [row["item_id"] for row in items], trait_names=names)
+        for row, e in zip(items, why, strict=True):
+            row.update(e)
     return {"customer_id": customer, "fallback": rec["fallback"], "added": added, "items": items}
 
 

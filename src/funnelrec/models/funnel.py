@@ -510,7 +510,6 @@ class FunnelModel(Recommender):
         with torch.no_grad():
             return self.net_.score(h, hist).cpu().numpy()
 
-    @torch.no_grad()
     def decompose(self, history: Sequences, item: int) -> dict[str, Any]:
         """Exact split of one history's score for `item` (dense id) into its parts.
 
@@ -518,50 +517,62 @@ class FunnelModel(Recommender):
         Returns {"score", "bias", "traits": (k,) contributions, "trait_values": (k,),
         "events": DataFrame with one row per history event and its two contributions}.
         """
+        return self.decompose_items(history, [item])[0]
+
+    @torch.no_grad()
+    def decompose_items(self, history: Sequences, items: list[int]) -> list[dict[str, Any]]:
+        """`decompose` for several items of one history, encoding the history once."""
         self._check_fitted()
         if len(history) != 1:
             raise ValueError("decompose takes a single history")
         net = self.net_
         h, hist = self._encode_last(history)
-        score = float(net.score(h, hist)[0, item])
-        j = torch.tensor([item], device=self._device)
-        vec = net.item_vectors(j + 1)  # (1, d)
-        traits = np.zeros(self.n_traits, np.float32)
-        values = np.zeros(self.n_traits, np.float32)
+        row = net.score(h, hist)[0]
+        j = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self._device)
+        vecs = net.item_vectors(j + 1)  # (m, d)
         if self.bottleneck:
             t = net.traits(h)[0]
-            load = net.to_loadings(vec)[0]
-            traits = (net.logit_scale.exp() * t * load).cpu().numpy()
+            traits = (net.logit_scale.exp() * t * net.to_loadings(vecs)).cpu().numpy()
             values = t.cpu().numpy()
         else:
-            traits = np.array([float(h[0] @ vec[0])], np.float32)  # one opaque part
+            traits = (vecs @ h[0]).cpu().numpy()[:, None]  # one opaque part
             values = np.zeros(0, np.float32)
         seqs = self._drop(history)
         n_kept = min(seqs.n_events, self.history_len)
-        events = pd.DataFrame(
-            {
-                "position": np.arange(seqs.n_events - n_kept, seqs.n_events),
-                "item": seqs.items[-n_kept:] if n_kept else [],
-                "action": seqs.actions[-n_kept:] if n_kept else [],
-            }
-        )
-        repeat = np.zeros(n_kept, np.float32)
-        neigh = np.zeros(n_kept, np.float32)
+        where = np.arange(seqs.n_events - n_kept, seqs.n_events)
+        kept_items = seqs.items[-n_kept:] if n_kept else np.zeros(0, np.int64)
+        kept_actions = seqs.actions[-n_kept:] if n_kept else np.zeros(0, np.int64)
+        repeat = np.zeros((len(items), n_kept), np.float32)
+        neigh = np.zeros((len(items), n_kept), np.float32)
         if hist is not None and n_kept:
             idx, w, nw = (x[0, -n_kept:] for x in hist)
             if self.history:
-                repeat = torch.where(idx == item, w, torch.zeros_like(w)).cpu().numpy()
+                same = idx[None, :] == j[:, None]
+                repeat = torch.where(same, w[None, :], torch.zeros_like(w)[None, :]).cpu().numpy()
             if self.neighbours:
-                sims = net.neigh_proj(net.item_vectors(idx + 1)) @ vec[0]
-                neigh = (nw * sims).cpu().numpy()
-        events["repeat"], events["neighbour"] = repeat, neigh
-        return {
-            "score": score,
-            "bias": float(net.item_bias[item]),
-            "traits": traits,
-            "trait_values": values,
-            "events": events,
-        }
+                sims = vecs @ net.neigh_proj(net.item_vectors(idx + 1)).T  # (m, n_kept)
+                neigh = (nw[None, :] * sims).cpu().numpy()
+        out = []
+        for m, item in enumerate(items):
+            events = pd.DataFrame(
+                {
+                    "position": where,
+                    "item": kept_items,
+                    "action": kept_actions,
+                    "repeat": repeat[m],
+                    "neighbour": neigh[m],
+                }
+            )
+            out.append(
+                {
+                    "score": float(row[item]),
+                    "bias": float(net.item_bias[item]),
+                    "traits": traits[m],
+                    "trait_values": values,
+                    "events": events,
+                }
+            )
+        return out
 
     @torch.no_grad()
     def score_items(self, histories: Sequences, items: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from funnelrec.profiles.describe import (
     similar_customers,
     similar_items,
 )
-from funnelrec.profiles.explain import explain, faithfulness
+from funnelrec.profiles.explain import explain, explain_items, faithfulness
 from funnelrec.profiles.segments import assign_segments, fit_segments, segment_cards
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "customer_profile",
     "describe",
     "explain",
+    "explain_items",
     "faithfulness",
     "fit_segments",
     "full_profiles",

@@ -42,17 +42,23 @@ def drop_events(history: Sequences, drops: list[np.ndarray]) -> Sequences:
     return copies.keep_events(keep)
 
 
-def event_attributions(model, history: Sequences, item: int, window: int | None = None):
-    """(positions, score drop when each event is removed) for the last `window` events."""
+def event_attributions(model, history: Sequences, item, window: int | None = None):
+    """(positions, score drop when each event is removed, full score) for the last `window`
+    events. `item` may be several items: then drops are (events, items) and one set of
+    edited journeys is re-scored for all of them."""
     n = history.n_events
     window = window or max(model.max_len, model.history_len)
     pos = np.arange(max(0, n - window), n)
-    edited = drop_events(history, [np.array([p]) for p in pos])
-    full = float(model.score_items(history, np.array([item]))[0, 0])
+    items = np.atleast_1d(np.asarray(item, dtype=np.int64))
+    full = model.score_items(history, items)[0]
     if len(pos) == 0:
-        return pos, np.zeros(0), full
-    scores = model.score_items(edited, np.array([item]))[:, 0]
-    return pos, full - scores, full
+        drops = np.zeros((0, len(items)))
+    else:
+        edited = drop_events(history, [np.array([p]) for p in pos])
+        drops = full[None, :] - model.score_items(edited, items)
+    if np.ndim(item) == 0:
+        return pos, drops[:, 0], float(full[0])
+    return pos, drops, full
 
 
 def explain(
@@ -66,15 +72,44 @@ def explain(
 
     `history` is a one-row Sequences or a known customer id; `item` a dense id or a raw id.
     """
+    return explain_items(model, history, [item], trait_names, top_events)[0]
+
+
+def explain_items(
+    model,
+    history: Sequences | str,
+    items: list[int | str],
+    trait_names: list[str] | None = None,
+    top_events: int = 3,
+) -> list[dict[str, Any]]:
+    """`explain` for several items of one journey.
+
+    Why not a loop over `explain`: the leave-one-event-out journeys are the costly part and
+    are the same for every item, so they are encoded once and scored for all items together.
+    """
     if isinstance(history, str):
         history = model.history_of(history)
-    if isinstance(item, str):
-        raw, item = item, history.vocab.item_index(item)
-        if item < 0:
-            raise FunnelrecError(f"unknown item '{raw}'")
-    d = model.decompose(history, item)
     vocab = history.vocab
+    dense = []
+    for item in items:
+        if isinstance(item, str):
+            raw, item = item, vocab.item_index(item)
+            if item < 0:
+                raise FunnelrecError(f"unknown item '{raw}'")
+        dense.append(int(item))
+    pos, drops, _ = event_attributions(model, history, np.asarray(dense, dtype=np.int64))
     names = trait_names or model.trait_names()
+    pairs = list(zip(history.items.tolist(), history.actions.tolist(), strict=True))
+    times = {p: pairs.count(p) for p in set(pairs)}
+    split = model.decompose_items(history, dense)
+    return [
+        _explain_one(history, item, d, drops[:, j], pos, names, times, pairs, top_events)
+        for j, (item, d) in enumerate(zip(dense, split, strict=True))
+    ]
+
+
+def _explain_one(history, item, d, drop, pos, names, times, pairs, top_events) -> dict:
+    vocab = history.vocab
     parts = [
         {
             "trait": names[k] if k < len(names) else f"part_{k}",
@@ -85,9 +120,6 @@ def explain(
             zip(d["traits"], np.resize(d["trait_values"], len(d["traits"])), strict=True)
         )
     ]
-    pos, drop, _ = event_attributions(model, history, item)
-    pairs = list(zip(history.items.tolist(), history.actions.tolist(), strict=True))
-    times = {p: pairs.count(p) for p in set(pairs)}
     events = []
     for p, delta in zip(pos, drop, strict=True):
         events.append(

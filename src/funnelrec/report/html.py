@@ -170,7 +170,7 @@ def _segment_cards(segments: list[dict[str, Any]]) -> str:
 
 
 def _example(model, desc, profiles: pd.DataFrame, customer: str) -> str:
-    from funnelrec.profiles import explain
+    from funnelrec.profiles import explain_items
 
     hist = model.history_of(customer)
     vocab = hist.vocab
@@ -187,10 +187,8 @@ def _example(model, desc, profiles: pd.DataFrame, customer: str) -> str:
     )
     trait_names = [names.get(t, t) for t in model.trait_names()]
     ids, _ = model.recommend(hist, k=5)
-    recs = "".join(
-        f"<li>{escape(explain(model, hist, int(j), trait_names=trait_names)['text'])}</li>"
-        for j in ids[0]
-    )
+    why = explain_items(model, hist, [int(j) for j in ids[0]], trait_names=trait_names)
+    recs = "".join(f"<li>{escape(e['text'])}</li>" for e in why)
     return (
         f"<div class=card><h3>customer {escape(customer)}</h3>"
         f"<div class=muted>{escape(journey)}</div><table>{bars}</table><ol>{recs}</ol></div>"

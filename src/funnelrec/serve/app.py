@@ -177,11 +177,11 @@ def create_app(
             "results": results,
         }
 
-    @app.get("/customers/{customer_id}/profile", dependencies=[Depends(read_key)])
+    @app.get("/customers/{customer_id:path}/profile", dependencies=[Depends(read_key)])
     async def profile(customer_id: str) -> dict[str, Any]:
         return live.profile(customer_id)
 
-    @app.get("/customers/{customer_id}/recommendations", dependencies=[Depends(read_key)])
+    @app.get("/customers/{customer_id:path}/recommendations", dependencies=[Depends(read_key)])
     async def recommendations(
         customer_id: str,
         k: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -189,15 +189,15 @@ def create_app(
     ) -> dict[str, Any]:
         return live.recommendations(customer_id, k, explain)
 
-    @app.get("/customers/{customer_id}/similar", dependencies=[Depends(read_key)])
+    @app.get("/customers/{customer_id:path}/similar", dependencies=[Depends(read_key)])
     async def similar(customer_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
         return live.similar(customer_id, k)
 
-    @app.get("/customers/{customer_id}/journey", dependencies=[Depends(read_key)])
+    @app.get("/customers/{customer_id:path}/journey", dependencies=[Depends(read_key)])
     async def journey(customer_id: str) -> list:
         return live.journey(customer_id)
 
-    @app.get("/items/{item_id}/similar", dependencies=[Depends(read_key)])
+    @app.get("/items/{item_id:path}/similar", dependencies=[Depends(read_key)])
     async def similar_items(item_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10) -> list:
         return live.similar_items(item_id, k)
 

@@ -22,7 +22,7 @@ from funnelrec.ingest.reader import FUTURE_TOLERANCE_S
 from funnelrec.models import FunnelModel
 from funnelrec.profiles import (
     customer_profile,
-    explain,
+    explain_items,
     recommend_customer,
     similar_items,
 )
@@ -294,10 +294,12 @@ class _State:
         rec = recommend_customer(self.model, cid, k=k)
         out = {"customer_id": cid, "fallback": rec["fallback"], "items": []}
         names = [self.desc.trait_names().get(t, t) for t in self.model.trait_names()]
-        for item, score in zip(rec["items"], rec["scores"], strict=True):
+        why = [None] * len(rec["items"])
+        if with_explanations and rec["fallback"] is None:
+            why = explain_items(self.model, cid, [str(i) for i in rec["items"]], names)
+        for item, score, e in zip(rec["items"], rec["scores"], why, strict=True):
             entry: dict[str, Any] = {"item_id": str(item), "score": _num(score)}
-            if with_explanations and rec["fallback"] is None:
-                e = explain(self.model, cid, str(item), trait_names=names)
+            if e is not None:
                 entry["explanation"] = e["text"]
                 entry["traits"] = e["traits"][:3]
                 entry["events"] = e["events"][:3]
