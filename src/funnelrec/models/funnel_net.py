@@ -59,7 +59,7 @@ class FunnelNetConfig:
 class FunnelNet(nn.Module):
     def __init__(self, cfg: FunnelNetConfig) -> None:
         super().__init__()
-        self._item_cache: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._item_cache: tuple[torch.Tensor, ...] | None = None
         self.cfg = cfg
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)  # 0 = padding
@@ -210,8 +210,9 @@ class FunnelNet(nn.Module):
         """(n_items, k) how much each trait raises each item's score."""
         return self._all_items()[1]
 
-    def _all_items(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every item's vector and trait loadings.
+    def _all_items(self) -> tuple[torch.Tensor, ...]:
+        """Every item's vector, trait loadings, neighbour projection P v and the right-hand
+        side of the scoring product ([loadings, v], see `score`); absent parts are None.
 
         Recomputing them costs O(items x d) per call, which would dominate scoring one
         customer; they are cached while the network is frozen (eval mode, no gradients).
@@ -221,9 +222,15 @@ class FunnelNet(nn.Module):
             return self._item_cache
         vecs = self.item_vectors()
         load = self.to_loadings(vecs) if self.cfg.bottleneck else None
+        proj = self.neigh_proj(vecs) if self.cfg.neighbours else None
+        right = self._right(vecs, load)
         if frozen:
-            self._item_cache = (vecs, load)
-        return vecs, load
+            self._item_cache = (vecs, load, proj, right)
+        return vecs, load, proj, right
+
+    def _right(self, vecs: torch.Tensor, load: torch.Tensor | None) -> torch.Tensor:
+        parts = [load if self.cfg.bottleneck else vecs] + ([vecs] if self.cfg.neighbours else [])
+        return torch.cat(parts, 1)
 
     # Anything that changes weights, mode or device drops the cache.
     def train(self, mode: bool = True) -> FunnelNet:
@@ -281,26 +288,33 @@ class FunnelNet(nn.Module):
         without ever building the (N, n_items) matrix.
         """
         if cols is None:
-            vecs, load = self._all_items()
+            vecs, load, proj, right = self._all_items()
             bias = self.item_bias
         else:
             vecs = self.item_vectors(cols + 1)
             load = self.to_loadings(vecs) if self.cfg.bottleneck else None
-            bias = self.item_bias[cols]
-        if self.cfg.bottleneck:
-            s = self.logit_scale.exp() * (self.traits(h) @ load.T)
-        else:
-            s = h @ vecs.T
-        s = s + bias
-        if self.cfg.neighbours and hist is not None:
-            idx, _, nw = hist
-            # u = sum_s nw_s * P v(item_s); score_j += u . v_j  (exact per-event split)
-            u = (nw.unsqueeze(-1) * self.neigh_proj(self.item_vectors(idx + 1))).sum(1)
-            s = s + u @ vecs.T
+            right, bias = self._right(vecs, load), self.item_bias[cols]
+        # One matrix product for the trait part and the neighbour part:
+        # [scale * traits, u] . [loadings, v]_j, with u = sum_s nw_s * P v(item_s).
+        left = [self.logit_scale.exp() * self.traits(h) if self.cfg.bottleneck else h]
+        if self.cfg.neighbours:
+            if hist is None:
+                u = h.new_zeros(h.shape[0], vecs.shape[1])
+            else:
+                idx, _, nw = hist
+                if cols is None:
+                    table, rows = proj, idx
+                else:  # project only the items in these histories
+                    seen, rows = torch.unique(idx, return_inverse=True)
+                    table = self.neigh_proj(self.item_vectors(seen + 1))
+                # A weighted sum per history without building the (N, T, d) tensor.
+                u = F.embedding_bag(rows, table, per_sample_weights=nw, mode="sum")
+            left.append(u)
+        s = torch.addmm(bias, torch.cat(left, 1), right.T)
         if self.cfg.history and hist is not None:
             idx, w, _ = hist
             if cols is None:
-                s = s.scatter_add(1, idx, w)
+                s.scatter_add_(1, idx, w)  # in place: s is this call's own product
             else:
                 # Map history items onto the scored columns (first match), others dropped.
                 where = torch.full((self.cfg.n_items,), -1, dtype=torch.long, device=s.device)
