@@ -407,7 +407,8 @@ def save(args: argparse.Namespace, sp, mask: bool, runs: dict[str, list[dict]]) 
     funnel = contenders.get("funnel")
     for label, c in contenders.items():
         key = "peer_over_funnel_seconds_to_best_epoch"
-        if funnel and (key not in c or c.get("ratio_across_invocations")):
+        rerun = "funnel" in runs and label not in runs  # its pairing is gone
+        if funnel and (key not in c or c.get("ratio_across_invocations") or rerun):
             # Not measured in the same invocation as the funnel model: ratio of medians.
             c[key] = c["seconds_to_best_epoch"] / funnel["seconds_to_best_epoch"]
             c["ratio_across_invocations"] = label not in runs or "funnel" not in runs
