@@ -525,6 +525,47 @@ def test_reader_and_value_rejects_name_file_lines_past_blank_lines_and_quoted_br
     assert _rejects(rejects) == [(7, "too many fields"), (8, "unparseable timestamp")]
 
 
+def test_a_quote_inside_a_field_does_not_shift_reject_line_numbers(tmp_path: Path) -> None:
+    # `27" monitor` is plain text (a quote opens a field only at its start); with a blank
+    # line after it the file's records have to be located, and that quote must not open one.
+    text = HEADER + (
+        f'1,{T0},view,27" monitor\n\n'  # lines 2-3
+        f"1,{T0 + 1},view,11,extra\n"  # line 4: too many fields
+        "1,bad,view,12\n"  # line 5
+        f"1,{T0 + 3},view,13\n"
+    )
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects).report
+    _accounted(report)
+    assert _rejects(rejects) == [(4, "too many fields"), (5, "unparseable timestamp")]
+
+
+@pytest.mark.parametrize("name", ["events.CSV.GZ", "events.csv"])
+def test_gzip_is_known_by_its_bytes_and_mixed_line_endings_are_read(
+    tmp_path: Path, name: str
+) -> None:
+    # Some lines CRLF, some LF (a tool rewrote part of a Windows file); a gzip file whose
+    # name does not say so.
+    text = HEADER.replace("\n", "\r\n") + f"1,{T0},view,10\n1,{T0 + 1},view,11\r\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()))
+    report = read_events(path).report
+    assert report.rows_used == 2 and not report.rows_rejected
+
+
+def test_a_seconds_value_in_a_milliseconds_column_is_rejected_not_dated_1970(
+    tmp_path: Path,
+) -> None:
+    ms = T0 * 1000
+    text = HEADER + f"1,{ms},view,10\n1,{ms + 60_000},view,11\n1,{T0 + 120},purchase,12\n"
+    rejects = tmp_path / "rejects.csv"
+    seqs, report, _ = load_sequences(_write(tmp_path, "events.csv", text), rejects_path=rejects)
+    _accounted(report)
+    assert [line for line, _ in _rejects(rejects)] == [4]
+    assert "before 1990" in _rejects(rejects)[0][1]
+    assert sorted(seqs.vocab.item_ids.tolist()) == ["10", "11"]
+
+
 def test_malformed_quoting_does_not_reject_well_quoted_rows(tmp_path: Path) -> None:
     header = "customer_id,timestamp,action,item_id,category\n"
     good = "".join(f'{i},{T0 + i},view,{i},"shoes, size {i}"\n' for i in range(30))
@@ -653,10 +694,9 @@ def test_gzip_truncated_inside_the_sniffed_head(tmp_path: Path) -> None:
         read_events(path)
 
 
-def test_gz_suffix_on_plain_text(tmp_path: Path) -> None:
+def test_gz_suffix_on_plain_text_is_read_as_text(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.csv.gz", (HEADER + _rows(2)).encode())
-    with pytest.raises(InputError, match="Not a gzipped file"):
-        read_events(path)
+    assert read_events(path).report.rows_used == 2
 
 
 def test_gzip_with_corrupt_deflate_data(tmp_path: Path) -> None:

@@ -155,6 +155,8 @@ def read_events(
     action_expr, mapped = _action_expression(con, src, layout, colmap, config, report)
     price_style = _price_style(con, _col(colmap, "price")) if "price" in colmap else "plain"
     _stage(con, colmap, ts_expr, action_expr, mapped, report.has_time, price_style)
+    if report.has_time:
+        _reject_stray_early(con)
     counts = con.execute(
         "SELECT reason, count(*) FROM staged WHERE reason IS NOT NULL GROUP BY reason"
     ).fetchall()
@@ -211,6 +213,22 @@ def read_events(
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
     return EventTable(con, report, has_session_ids="session_id" in colmap, has_time=report.has_time)
+
+
+def _reject_stray_early(con: duckdb.DuckDBPyConnection) -> None:
+    """Rows dated before 1990 where most of the column is not: a unit slip in those rows
+    (seconds in a millisecond column) that would put them at the wrong place in their
+    journeys, so they are rejected with a reason. A column mostly before 1990 (relative
+    times) is kept whole and gets a note instead."""
+    early, dated = con.execute(
+        f"SELECT count(*) FILTER (WHERE ts < {PLAUSIBLE_SINCE}), count(*) FROM staged "
+        "WHERE reason IS NULL"
+    ).fetchall()[0]
+    if early and 2 * early < dated:
+        con.execute(
+            "UPDATE staged SET reason = 'timestamp before 1990 while the column is later "
+            f"(another unit?)' WHERE reason IS NULL AND ts < {PLAUSIBLE_SINCE}"
+        )
 
 
 def _note_unclosed_quotes(rejects: pd.DataFrame, report: IngestReport) -> None:

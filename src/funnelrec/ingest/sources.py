@@ -47,6 +47,26 @@ class RawSource:
         return rows[row_no - 1] if rows is not None else row_no + self.header_lines
 
 
+def _ends_quoted(line: bytes, quoted: bool) -> bool:
+    """Whether a quoted field is still open after `line` (open at its start: `quoted`).
+
+    As the reader does: a quote opens a field only at its start (line start or after a
+    delimiter), so `27" monitor` is plain text; inside a field `""` is a quote.
+    """
+    if b'"' not in line:
+        return quoted
+    i, n = 0, len(line)
+    while i < n:
+        if line[i] == 34:  # a quote
+            if quoted and i + 1 < n and line[i + 1] == 34:
+                i += 2
+                continue
+            if quoted or i == 0 or line[i - 1] in b",;\t|":
+                quoted = not quoted
+        i += 1
+    return quoted
+
+
 class CsvLines:
     """Where a CSV's records start in the file, worked out on first use: only rejects
     need it, and a file whose every line is one record needs nothing but a line count."""
@@ -76,8 +96,23 @@ def sql_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def _is_gzip(path: Path) -> bool:
+    """By the file's magic bytes, not its name (`.GZ`, or a gzip saved as `.csv`)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _gzip_opt(path: Path) -> str:
+    """read_csv's compression, from the file's bytes (DuckDB goes by a lower-case `.gz`)."""
+    return f", compression = '{'gzip' if _is_gzip(path) else 'none'}'"
+
+
+def _opener(path: Path):
+    return gzip.open if _is_gzip(path) else open
+
+
 def _head_bytes(path: Path) -> bytes:
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = _opener(path)
     try:
         with opener(path, "rb") as fh:
             return fh.read(_SNIFF_BYTES)
@@ -174,7 +209,8 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
         f"SELECT row_number() OVER () AS row_no, line FROM read_csv({sql_str(str(path))}, "
         "columns = {'line': 'VARCHAR'}, delim = '\x01', header = false, quote = '', "
         "escape = '', auto_detect = false, store_rejects = true, "
-        "rejects_table = 'jrej_errors', rejects_scan = 'jrej_scans', max_line_size = 4000000)"
+        "rejects_table = 'jrej_errors', rejects_scan = 'jrej_scans', max_line_size = 4000000"
+        f"{_gzip_opt(path)})"
     )
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS {lines_rel}")
@@ -224,7 +260,7 @@ def _json_key(key: str) -> str:
 def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layout) -> RawSource:
     src = (
         f"read_csv({sql_str(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', "
-        "header = false, quote = '', escape = '', auto_detect = false)"
+        f"header = false, quote = '', escape = '', auto_detect = false{_gzip_opt(path)})"
     )
     if layout.kind == "sequence_lines":
         # Position within the line is the order; the line number keeps lines of the same user
@@ -257,6 +293,24 @@ def _open_csv(
     delimiter: str | None,
     has_header: bool | None,
 ) -> RawSource:
+    try:
+        return _read_csv(con, path, lines, delimiter, has_header, strict=True)
+    except InputError as exc:
+        # DuckDB's strict parser gives up on a file that mixes CRLF and LF line endings
+        # (a tool rewrote some lines); both endings are valid, so read it leniently.
+        if "invalid state" not in str(exc):
+            raise
+        return _read_csv(con, path, lines, delimiter, has_header, strict=False)
+
+
+def _read_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    lines: list[str],
+    delimiter: str | None,
+    has_header: bool | None,
+    strict: bool,
+) -> RawSource:
     # An explicit quote character: without it one badly quoted row can make the sniffer turn
     # quoting off, and then every correctly quoted row splits into too many fields.
     opts = [
@@ -267,6 +321,9 @@ def _open_csv(
         "max_line_size = 4000000",
         "quote = '\"'",
     ]
+    opts.append(_gzip_opt(path).lstrip(", "))  # whatever the file is called
+    if not strict:
+        opts.append("strict_mode = false")
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
     headerless = None
@@ -328,10 +385,10 @@ def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | 
     None when every line is one record (the common case, checked by counting lines).
 
     Why: rejects must name the file line a person finds in an editor; blank lines (skipped)
-    and quoted fields that hold line breaks make that differ from the row number. Records
-    are found by quote parity; if that disagrees with the reader's count, row numbers stay.
+    and quoted fields that hold line breaks make that differ from the row number. If the
+    records found here disagree with the reader's count, row numbers stay.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = _opener(path)
     n_lines, last = 0, b"\n"
     with opener(path, "rb") as fh:
         while chunk := fh.read(1 << 24):
@@ -346,8 +403,7 @@ def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | 
             if not quoted:
                 starts.append(i)
                 blank.append(line.strip(b"\r\n") == b"")
-            if line.count(b'"') % 2:
-                quoted = not quoted
+            quoted = _ends_quoted(line, quoted)
     is_blank = np.asarray(blank, dtype=bool)
     if int((~is_blank).sum()) != n_records:
         return None
@@ -393,7 +449,10 @@ def _dedupe_errors(con: duckdb.DuckDBPyConnection, errors: str) -> pd.DataFrame:
         "SELECT line, lower(error_type) || ': ' || error_message AS reason, csv_line AS raw "
         f"FROM {errors} ORDER BY line"
     ).df()
-    return bad.drop_duplicates("line", keep="first").reset_index(drop=True)
+    bad = bad.drop_duplicates("line", keep="first").reset_index(drop=True)
+    # The reader's text of a row can start with the blank lines it skipped before it.
+    bad["raw"] = bad["raw"].map(lambda r: r.lstrip("\r\n") if isinstance(r, str) else r)
+    return bad
 
 
 def _reader_rejects(con: duckdb.DuckDBPyConnection, bad: pd.DataFrame, table: str) -> pd.DataFrame:
