@@ -11,6 +11,7 @@ import pytest
 
 from funnelrec.config import IngestConfig
 from funnelrec.ingest import read_events
+from funnelrec.ingest.layouts import detect_sequence_text
 from funnelrec.sequences import load_sequences
 
 
@@ -185,3 +186,10 @@ def test_ties_keep_file_order(tmp_path: Path) -> None:
     )
     seqs, _, _ = load_sequences(p)
     assert list(seqs.actions) == [0, 1, 3]
+
+
+def test_a_headerless_numeric_event_table_is_not_read_as_order_only_sequences() -> None:
+    # customer, item, epoch seconds, action code: integers on every line, like sequence text.
+    lines = ["1\t101\t1700000000\t1", "1\t102\t1700000060\t2", "2\t101\t1700000120\t4"]
+    assert detect_sequence_text(lines) is None
+    assert detect_sequence_text(["1 5 9 12", "2 7 3", "3 4 5 6 7 8"]) is not None

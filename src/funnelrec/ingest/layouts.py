@@ -195,9 +195,16 @@ def detect_sequence_text(lines: list[str]) -> Layout | None:
     lengths = {len(r) for r in rows}
     if lengths == {2}:
         return SEQUENCE_PAIRS
-    if min(lengths) >= 2:
-        return SEQUENCE_LINES
-    return None
+    if min(lengths) < 2:
+        return None
+    # A headerless numeric event table (customer, item, epoch time, action code) is also
+    # lines of integers; an order-only file has lines of varying length and no epoch times.
+    if len(lengths) == 1 and len(rows) >= 3:
+        return None
+    width = min(lengths)
+    if any(all(len(row[c]) >= 9 for row in rows) for c in range(1, width)):
+        return None
+    return SEQUENCE_LINES
 
 
 def translate_action(raw: str, layout: Layout, user_map: dict[str, str]) -> str:

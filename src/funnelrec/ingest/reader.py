@@ -127,7 +127,14 @@ def read_events(
     con = con or duckdb.connect()
     con.execute(f"SET memory_limit = {sql_str(config.memory_limit)}")
     con.execute("SET TimeZone = 'UTC'")
-    src = open_source(con, source, config.delimiter, config.has_header)
+    as_sequences = config.layout in ("auto", "sequence_lines", "sequence_pairs")
+    src = open_source(
+        con,
+        source,
+        config.delimiter,
+        config.has_header,
+        sequences=as_sequences and not config.column_map,
+    )
     layout, detected = _resolve_layout(src, config)
     colmap = _resolve_columns(src, layout, config)
     report = IngestReport(

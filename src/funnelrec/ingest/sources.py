@@ -136,8 +136,13 @@ def open_source(
     source: str | Path | pd.DataFrame,
     delimiter: str | None = None,
     has_header: bool | None = None,
+    sequences: bool = True,
 ) -> RawSource:
-    """Register `source` as view `raw_src` (all text + `row_no`) and describe it."""
+    """Register `source` as view `raw_src` (all text + `row_no`) and describe it.
+
+    `sequences=False` never reads a file as order-only sequence text (the user named an
+    event layout or mapped columns).
+    """
     if isinstance(source, pd.DataFrame):
         return _open_dataframe(con, source)
     path = Path(source)
@@ -166,7 +171,7 @@ def open_source(
     lines = text.splitlines()[:50]
     if len(head) == _SNIFF_BYTES and lines:
         lines = lines[:-1]  # the last line may be cut
-    seq = detect_sequence_text(lines) if delimiter is None else None
+    seq = detect_sequence_text(lines) if delimiter is None and sequences else None
     if seq is not None:
         return _open_sequence_text(con, path, seq)
     return _open_csv(con, path, lines, delimiter, has_header)
