@@ -189,7 +189,11 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "rejected: unparseable timestamp: 1" in res.output
     assert "not used: unknown item: 1" in res.output and "events appended: 1" in res.output
-    assert prof.with_name("profiles.rejects.csv").exists()
+    rejected = pd.read_csv(prof.with_name("profiles.rejects.csv"))
+    assert rejected[["line", "reason"]].values.tolist() == [
+        [3, "not usable by the model: unknown item"],
+        [4, "unparseable timestamp"],
+    ]
     # A customer the model has not seen: their journey from a file, else popular items.
     args = ["recommend", str(model_dir), "-k", "3", "--json", "--events", str(more)]
     res = runner.invoke(app, [*args, "--customer", cid])

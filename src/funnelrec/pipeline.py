@@ -267,7 +267,10 @@ def append_file_events(
     events were appended, and the ones the model cannot use, by reason (an item it was not
     trained on, say). Histories keep their last `max(history_len, max_len)` events.
     """
+    import pandas as pd
+
     from funnelrec.ingest import read_events
+    from funnelrec.sequences import unusable_events
 
     saved = Path(model_dir) / INGEST_CONFIG
     cfg = IngestConfig(**json.loads(saved.read_text())) if saved.exists() else None
@@ -276,6 +279,20 @@ def append_file_events(
     table.con.close()
     if customer is not None:
         df = df.loc[df["customer_id"].astype(str) == str(customer)]
+    why = unusable_events(model.vocab_, df)
+    if rejects_path is not None and (why != "").any():
+        bad = df.loc[why != ""]
+        raw = bad[["customer_id", "timestamp", "action", "item_id"]].astype(str)
+        table.add_rejects(
+            pd.DataFrame(
+                {
+                    "line": table.file_lines(bad["row_no"].to_numpy()),
+                    "reason": ["not usable by the model: " + r for r in why[why != ""]],
+                    "raw": raw.agg(",".join, axis=1).to_numpy(),
+                }
+            ),
+            rejects_path,
+        )
     unused: dict[str, int] = {}
     for cid, part in df.groupby("customer_id", sort=False):
         model.append_events(str(cid), part[["item_id", "action", "timestamp"]], dropped=unused)

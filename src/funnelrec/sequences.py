@@ -475,6 +475,40 @@ def load_sequences(
     return seqs, table.report, rep
 
 
+def _event_codes(
+    vocab: Vocabulary, df: pd.DataFrame, after: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item and action codes (-1 = unknown) and seconds (NaN = unusable) of raw events."""
+    if "timestamp" in df.columns:
+        ts = to_seconds(df["timestamp"])
+    else:
+        ts = (0.0 if after is None else after) + 1.0 + np.arange(len(df), dtype=np.float64)
+    items = np.fromiter((vocab.item_index(x) for x in df["item_id"]), np.int64, len(df))
+    actions = np.fromiter(
+        (
+            vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
+            for a in df["action"]
+        ),
+        np.int64,
+        len(df),
+    )
+    return items, actions, ts
+
+
+_UNUSABLE = ("unknown item", "unknown action", "bad timestamp")
+
+
+def _unusable(items: np.ndarray, actions: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Per event: why a fitted model cannot use it ("" = it can)."""
+    return np.select([items < 0, actions < 0, np.isnan(ts)], list(_UNUSABLE), default="")
+
+
+def unusable_events(vocab: Vocabulary, events: pd.DataFrame) -> np.ndarray:
+    """Per row of `events` (canonical columns): why a model with `vocab` cannot use it, or
+    "" where it can - what `encode_histories` drops, row by row (to write them aside)."""
+    return _unusable(*_event_codes(vocab, events.reset_index(drop=True)))
+
+
 def encode_histories(
     vocab: Vocabulary,
     events: pd.DataFrame,
@@ -502,24 +536,11 @@ def encode_histories(
                 found=f"columns {list(events.columns)}",
             )
     df = events.reset_index(drop=True)
-    if "timestamp" in df.columns:
-        ts = to_seconds(df["timestamp"])
-    else:
-        ts = (0.0 if after is None else after) + 1.0 + np.arange(len(df), dtype=np.float64)
-    items = np.fromiter((vocab.item_index(x) for x in df["item_id"]), np.int64, len(df))
-    actions = np.fromiter(
-        (
-            vocab.action_index(ACTION_SYNONYMS.get(str(a).lower(), str(a).lower()))
-            for a in df["action"]
-        ),
-        np.int64,
-        len(df),
-    )
-    keep = (items >= 0) & (actions >= 0) & ~np.isnan(ts)
+    items, actions, ts = _event_codes(vocab, df, after)
+    why = _unusable(items, actions, ts)
+    keep = why == ""
     dropped = {
-        "unknown item": int((items < 0).sum()),
-        "unknown action": int(((items >= 0) & (actions < 0)).sum()),
-        "bad timestamp": int(((items >= 0) & (actions >= 0) & np.isnan(ts)).sum()),
+        r: int((why == r).sum()) for r in ("unknown item", "unknown action", "bad timestamp")
     }
     if "customer_id" in df.columns:
         order_keys, uniq = pd.factorize(df["customer_id"].astype(str).to_numpy())

@@ -78,6 +78,24 @@ class EventTable:
     report: IngestReport
     has_session_ids: bool
     has_time: bool
+    rejects: pd.DataFrame | None = None  # line, reason, raw (also in the rejects file)
+    source: RawSource | None = None
+
+    def file_lines(self, row_no: np.ndarray) -> np.ndarray:
+        """The file line of each event's row (`row_no` of the `events` table)."""
+        if self.source is not None and self.source.format in ("csv", "jsonl"):
+            return self.source.line_of(row_no)
+        return np.asarray(row_no, dtype=np.int64)
+
+    def add_rejects(self, more: pd.DataFrame, path: str | Path) -> None:
+        """Rows a later step could not use (line, reason, raw): written beside the
+        reader's rejects, so that one file lists every row that was left out."""
+        parts = [df for df in (self.rejects, more) if df is not None and len(df)]
+        if not parts:
+            return
+        self.rejects = pd.concat(parts, ignore_index=True).sort_values("line", kind="stable")
+        _write_atomic_csv(self.rejects, Path(path))
+        self.report.rejects_path = str(path)
 
     def df(self) -> pd.DataFrame:
         """The events as a pandas DataFrame (small data only)."""
@@ -219,7 +237,14 @@ def read_events(
     )
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
-    return EventTable(con, report, has_session_ids="session_id" in colmap, has_time=report.has_time)
+    return EventTable(
+        con,
+        report,
+        has_session_ids="session_id" in colmap,
+        has_time=report.has_time,
+        rejects=rejects,
+        source=src,
+    )
 
 
 def _reject_stray_early(con: duckdb.DuckDBPyConnection) -> None:
