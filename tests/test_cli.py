@@ -206,6 +206,27 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     assert out["fallback"] == "popularity" and len(out["items"]) == 3
 
+    # Events from another shop system: its own column names, semicolons, action codes.
+    other_layout = tmp_path / "other.csv"
+    other_layout.write_text(f"visitor;when;what;sku\n{cid};2025-06-02T09:00:00Z;3;{item}\n")
+    reading = ["--map", "customer_id=visitor,timestamp=when,action=what,item_id=sku"]
+    reading += ["--action", "3=add_cart", "--delimiter", ";"]
+    res = runner.invoke(
+        app, ["recommend", str(model_dir), "--customer", cid, "--events", str(other_layout)]
+    )
+    assert res.exit_code == 2 and "--map" in res.output
+    res = runner.invoke(
+        app,
+        ["recommend", str(model_dir), "--customer", cid, "--json", "--events"]
+        + [str(other_layout), *reading],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        ["profiles", str(model_dir), "--events", str(other_layout), "--out", str(prof)] + reading,
+    )
+    assert res.exit_code == 0 and "events appended: 1" in res.output, res.output
+
 
 def test_traits_segments_explain_report(funnel_csv: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"

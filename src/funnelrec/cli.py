@@ -90,6 +90,27 @@ def _ingest_config(
         raise FunnelrecError(str(exc)) from exc
 
 
+def _reading(
+    layout: str,
+    map_: list[str] | None,
+    action: list[str] | None,
+    timestamp_unit: str,
+    delimiter: str | None,
+) -> dict[str, object]:
+    """How to read an --events file where it differs from the model's own events (the
+    settings saved at fit hold for everything not given here)."""
+    out: dict[str, object] = {}
+    if layout != "auto" or map_:  # another layout: the saved column map does not apply
+        out["layout"], out["column_map"] = layout, _pairs(map_, "--map")
+    if action:
+        out["action_map"] = _pairs(action, "--action")
+    if timestamp_unit != "auto":
+        out["timestamp_unit"] = timestamp_unit
+    if delimiter is not None:
+        out["delimiter"] = delimiter
+    return out
+
+
 def _out_file(path: Path) -> None:
     """Refuse an output file that is a folder before any work is done."""
     if path.is_dir():
@@ -370,14 +391,26 @@ def profiles(
     journey: Annotated[
         bool, typer.Option(help="Traits averaged over the journey instead of the current state.")
     ] = False,
+    layout: LayoutOpt = "auto",
+    map_: MapOpt = None,
+    action: ActionOpt = None,
+    timestamp_unit: TsOpt = "auto",
+    delimiter: DelimOpt = None,
 ) -> None:
-    """Write every customer's profile: learned traits and behavioural block, all in [0, 1]."""
+    """Write every customer's profile: learned traits and behavioural block, all in [0, 1].
+
+    --events is read as the model's events were; the reading options are for a file in
+    another layout.
+    """
     from funnelrec.pipeline import profiles_table, write_csv
 
     try:
         _out_file(out)
         rejects = out.with_name(out.stem + ".rejects.csv")
-        table, added = profiles_table(model_dir, events, journey=journey, rejects_path=rejects)
+        reading = _reading(layout, map_, action, timestamp_unit, delimiter)
+        table, added = profiles_table(
+            model_dir, events, journey=journey, rejects_path=rejects, reading=reading
+        )
     except FunnelrecError as exc:
         _fail(exc)
     if added:
@@ -405,13 +438,22 @@ def recommend(
             "model's were); an unseen customer without usable events gets popular items."
         ),
     ] = None,
+    layout: LayoutOpt = "auto",
+    map_: MapOpt = None,
+    action: ActionOpt = None,
+    timestamp_unit: TsOpt = "auto",
+    delimiter: DelimOpt = None,
 ) -> None:
-    """Top-k items for a customer, with scores (and explanations with --explain)."""
+    """Top-k items for a customer, with scores (and explanations with --explain).
+
+    The reading options are for an --events file in another layout than the model's events.
+    """
     from funnelrec.pipeline import recommendations
 
     try:
         rejects = Path(f"{events}.rejects.csv") if events else None
-        res = recommendations(model_dir, customer, k, explain, events, rejects)
+        reading = _reading(layout, map_, action, timestamp_unit, delimiter)
+        res = recommendations(model_dir, customer, k, explain, events, rejects, reading)
     except FunnelrecError as exc:
         _fail(exc)
     added = res.pop("added")

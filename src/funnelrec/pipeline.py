@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -14,7 +15,7 @@ from funnelrec.config import IngestConfig, SplitConfig
 from funnelrec.datasets import generate_funnel
 from funnelrec.evaluate import compare, make_split
 from funnelrec.models import MODELS
-from funnelrec.schema import FunnelrecError
+from funnelrec.schema import FunnelrecError, InputError
 from funnelrec.sequences import Sequences, atomic_write, load_sequences
 from funnelrec.stats import funnel_stats
 
@@ -259,10 +260,13 @@ def append_file_events(
     events: str | Path,
     rejects_path: str | Path | None = None,
     customer: str | None = None,
+    reading: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append the events of a file (every customer's, or only `customer`'s) to the histories.
 
-    Read with the settings the model's events were read with (saved at fit). Returns what
+    Read with the settings the model's events were read with (saved at fit), except those
+    in `reading` (IngestConfig fields: a file in another layout needs its own `layout`,
+    `column_map`, `action_map`, `timestamp_unit` or `delimiter`). Returns what
     happened to them: the ingestion report (rejected rows go to `rejects_path`), how many
     events were appended, and the ones the model cannot use, by reason (an item it was not
     trained on, say). Histories keep their last `max(history_len, max_len)` events.
@@ -273,8 +277,19 @@ def append_file_events(
     from funnelrec.sequences import unusable_events
 
     saved = Path(model_dir) / INGEST_CONFIG
-    cfg = IngestConfig(**json.loads(saved.read_text())) if saved.exists() else None
-    table = read_events(events, cfg, rejects_path=rejects_path)
+    cfg = IngestConfig(**json.loads(saved.read_text())) if saved.exists() else IngestConfig()
+    if reading:
+        cfg = dataclasses.replace(cfg, **reading)
+    try:
+        table = read_events(events, cfg, rejects_path=rejects_path)
+    except InputError as exc:
+        if reading or not cfg.column_map:
+            raise
+        raise InputError(
+            f"{exc}. These are the settings the model's own events were read with (saved at "
+            "fit); for a file in another layout pass --layout or --map (and --action, "
+            "--timestamp-unit) with --events"
+        ) from exc
     df = table.df().rename(columns={"ts": "timestamp"})
     table.con.close()
     if customer is not None:
@@ -310,8 +325,10 @@ def recommendations(
     explain: bool = False,
     events: str | Path | None = None,
     rejects_path: str | Path | None = None,
+    reading: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Top-k for a customer, with explanations if asked; `events` adds their events first.
+    """Top-k for a customer, with explanations if asked; `events` adds their events first
+    (read as `append_file_events` reads them).
 
     A customer the model does not know and without usable events in `events` gets popular
     items, flagged (`"fallback": "popularity"`); one it does not know and no `events` is an
@@ -321,7 +338,11 @@ def recommendations(
     from funnelrec.profiles import explain_items, recommend_customer
 
     model = FunnelModel.load(model_dir)
-    added = append_file_events(model, model_dir, events, rejects_path, customer) if events else {}
+    added = (
+        append_file_events(model, model_dir, events, rejects_path, customer, reading)
+        if events
+        else {}
+    )
     if events is None:
         model.history_of(customer)  # an unknown id without events: an error, not popular items
     rec = recommend_customer(model, customer, k=k)
@@ -344,6 +365,7 @@ def profiles_table(
     events: str | Path | None = None,
     journey: bool = False,
     rejects_path: str | Path | None = None,
+    reading: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Profiles of every known customer, after appending `events` (any supported layout).
 
@@ -355,7 +377,11 @@ def profiles_table(
     from funnelrec.profiles import full_profiles
 
     model = FunnelModel.load(model_dir)
-    added = append_file_events(model, model_dir, events, rejects_path) if events else {}
+    added = (
+        append_file_events(model, model_dir, events, rejects_path, reading=reading)
+        if events
+        else {}
+    )
     desc = load_description(model_dir, model)
     # The behavioural block is ranked against the customers the model was described on;
     # the appended events are included.
