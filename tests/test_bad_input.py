@@ -566,6 +566,16 @@ def test_a_seconds_value_in_a_milliseconds_column_is_rejected_not_dated_1970(
     assert sorted(seqs.vocab.item_ids.tolist()) == ["10", "11"]
 
 
+def test_a_json_array_file_is_read_whole(tmp_path: Path) -> None:
+    rows = [
+        {"customer_id": "1", "timestamp": T0 + i, "action": "view", "item_id": str(10 + i)}
+        for i in range(3)
+    ]
+    pretty = json.dumps(rows, indent=2)  # "[", objects over several lines, "]"
+    report = read_events(_write(tmp_path, "events.json", pretty)).report
+    assert report.rows_read == 3 and report.rows_used == 3 and not report.rows_rejected
+
+
 def test_malformed_quoting_does_not_reject_well_quoted_rows(tmp_path: Path) -> None:
     header = "customer_id,timestamp,action,item_id,category\n"
     good = "".join(f'{i},{T0 + i},view,{i},"shoes, size {i}"\n' for i in range(30))

@@ -166,7 +166,7 @@ def open_source(
             found=repr(head[:40]),
         )
     if fmt == "jsonl":
-        return _open_jsonl(con, path)
+        return _open_jsonl(con, path, head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["))
     text = head.decode("utf-8", errors="replace")
     lines = text.splitlines()[:50]
     if len(head) == _SNIFF_BYTES and lines:
@@ -209,7 +209,9 @@ def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     return RawSource(str(path), "parquet", cols, 0, _empty_rejects())
 
 
-def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
+def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path, array: bool = False) -> RawSource:
+    """JSON Lines, or one JSON array of objects (`array`: then a row's "line" is the
+    object's position in the array)."""
     lines_rel = (
         f"SELECT row_number() OVER () AS row_no, line FROM read_csv({sql_str(str(path))}, "
         "columns = {'line': 'VARCHAR'}, delim = '\x01', header = false, quote = '', "
@@ -217,8 +219,19 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
         "rejects_table = 'jrej_errors', rejects_scan = 'jrej_scans', max_line_size = 4000000"
         f"{_gzip_opt(path)})"
     )
+    if array:
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS "
+                f"row_no, CAST(json AS VARCHAR) AS line FROM read_json({sql_str(str(path))}, "
+                "format = 'array', records = 'false', columns = {'json': 'JSON'}"
+                f"{_gzip_opt(path)})"
+            )
+        except duckdb.Error:
+            array = False  # not one array after all (JSON Lines whose first line is one)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS {lines_rel}")
+        if not array:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS {lines_rel}")
     except duckdb.Error as exc:
         raise InputError(f"cannot read JSON Lines: {_first_line(exc)}", path=str(path)) from exc
     keys = con.execute(
@@ -231,9 +244,11 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
         raise InputError(
             "no JSON objects found", path=str(path), expected="one JSON object per line"
         )
-    reader_bad = _dedupe_errors(con, "jrej_errors")
-    reader_bad["data_row"] = reader_bad["line"]  # one record per line, blank ones included
-    reader_bad = _reader_rejects(con, reader_bad, "raw_lines")
+    reader_bad = _empty_rejects()
+    if not array:
+        reader_bad = _dedupe_errors(con, "jrej_errors")
+        reader_bad["data_row"] = reader_bad["line"]  # one record per line, blanks included
+        reader_bad = _reader_rejects(con, reader_bad, "raw_lines")
     # Guard every JSON function with CASE: DuckDB may evaluate projections on rows a WHERE
     # clause would have removed, and a malformed line must become a reject, not an exception.
     con.execute(
