@@ -576,6 +576,22 @@ def test_a_json_array_file_is_read_whole(tmp_path: Path) -> None:
     assert report.rows_read == 3 and report.rows_used == 3 and not report.rows_rejected
 
 
+def test_setting_typos_are_errors_not_silent_rejects(tmp_path: Path) -> None:
+    path = _write(tmp_path, "events.csv", HEADER + _rows(3))
+    with pytest.raises(InputError, match="did you mean 'add_cart'"):
+        read_events(path, IngestConfig(action_map={"view": "add_crt"}))
+    with pytest.raises(InputError, match="unknown --timestamp-unit 'bogus'"):
+        read_events(path, IngestConfig(timestamp_unit="bogus"))
+    # A new action name is allowed.
+    assert read_events(path, IngestConfig(action_map={"view": "wishlist"})).report.rows_used == 3
+
+
+def test_utf16_file_is_named_as_such(tmp_path: Path) -> None:
+    path = _write(tmp_path, "events.csv", (HEADER + _rows(2)).encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16"):
+        read_events(path)
+
+
 def test_malformed_quoting_does_not_reject_well_quoted_rows(tmp_path: Path) -> None:
     header = "customer_id,timestamp,action,item_id,category\n"
     good = "".join(f'{i},{T0 + i},view,{i},"shoes, size {i}"\n' for i in range(30))

@@ -7,6 +7,7 @@ order-only layouts). Rows that cannot be used go to a rejects file with their li
 
 from __future__ import annotations
 
+import difflib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -408,6 +409,12 @@ def _timestamp_expression(
         config.timestamp_unit not in _UNIT_DIVISORS and config.timestamp_unit not in ("auto", "iso")
     ):
         fmt = config.timestamp_unit
+        if "%" not in fmt:  # not a unit and not a format: a typo, which would reject every row
+            raise InputError(
+                f"unknown --timestamp-unit {fmt!r}",
+                path=src.path,
+                expected="auto, s, ms, us, ns, iso, or a strptime format like '%d/%m/%Y %H:%M'",
+            )
         try:  # a format DuckDB cannot use is the user's to fix, not a crash
             con.execute(f"SELECT try_strptime('2024-01-01', {sql_str(fmt)})").fetchone()
         except duckdb.Error as exc:
@@ -480,6 +487,15 @@ def _action_expression(
         )
     mapping = {v: translate_action(v, layout, config.action_map) for v in values}
     report.action_translation = dict(sorted(mapping.items()))
+    for target in sorted(set(config.action_map.values()) - set(CANONICAL_ACTIONS)):
+        # A new action type is allowed; one a letter or two off a canonical name is a typo.
+        near = difflib.get_close_matches(target, CANONICAL_ACTIONS, n=1, cutoff=0.8)
+        if near:
+            raise InputError(
+                f"--action maps onto '{target}': did you mean '{near[0]}'?",
+                path=src.path,
+                expected=", ".join(CANONICAL_ACTIONS) + ", or a new action name",
+            )
     known = set(CANONICAL_ACTIONS) | set(config.action_map.values())
     extra = sorted({a for a in mapping.values() if a not in known})
     if extra and not config.strict_actions:

@@ -158,6 +158,12 @@ def open_source(
     if fmt == "parquet":
         return _open_parquet(con, path)
     head = _head_bytes(path)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            "file is UTF-16 text (an Excel 'Unicode text' export?)",
+            path=str(path),
+            expected="UTF-8: save it again as 'CSV UTF-8', or iconv -f UTF-16 -t UTF-8",
+        )
     if b"\x00" in head:
         raise InputError(
             "file looks binary (contains NUL bytes), not a text table",
