@@ -592,6 +592,18 @@ def test_utf16_file_is_named_as_such(tmp_path: Path) -> None:
         read_events(path)
 
 
+def test_zone_offsets_written_after_a_space_are_read(tmp_path: Path) -> None:
+    text = HEADER + (
+        "1,2024-01-01 10:00:00 +02:00,view,10\n"
+        "1,2024-01-01 10:00:00 UTC,view,11\n"
+        "1,2024-01-01 10:00:00 -0130,view,12\n"
+    )
+    table = read_events(_write(tmp_path, "events.csv", text))
+    assert not table.report.rows_rejected
+    ts = dict(table.df()[["item_id", "ts"]].values.tolist())
+    assert ts == {"10": 1704096000.0, "11": 1704103200.0, "12": 1704108600.0}
+
+
 def test_malformed_quoting_does_not_reject_well_quoted_rows(tmp_path: Path) -> None:
     header = "customer_id,timestamp,action,item_id,category\n"
     good = "".join(f'{i},{T0 + i},view,{i},"shoes, size {i}"\n' for i in range(30))

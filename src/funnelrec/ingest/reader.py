@@ -442,7 +442,10 @@ def _timestamp_expression(
     else:
         how = "given" if config.timestamp_unit != "auto" else f"layout {layout.name}"
     div = _UNIT_DIVISORS.get(unit, 1.0)
-    iso = f"epoch(TRY_CAST(regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00') AS TIMESTAMPTZ))"
+    # "... UTC" / "... GMT" and an offset written after a space ("10:00:00 +02:00").
+    zoned = f"regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00')"
+    zoned = f"regexp_replace({zoned}, '\\s+([+-][0-9]{{2}}:?[0-9]{{2}})$', '\\1')"
+    iso = f"epoch(TRY_CAST({zoned} AS TIMESTAMPTZ))"
     if unit == "iso":
         report.timestamps = f"ISO date-time strings ({how}); no zone = UTC"
         if numeric_share > 0:
