@@ -318,3 +318,20 @@ def test_fit_without_test_cases_says_so(tmp_path: Path) -> None:
     res = runner.invoke(app, ["fit", str(events), "--out", str(tmp_path / "m"), "--epochs", "1"])
     assert res.exit_code == 0, res.output
     assert "not evaluated" in res.output and (tmp_path / "m" / "model.json").exists()
+
+
+def test_failures_leave_no_empty_folder_and_outputs_are_readable(
+    funnel_csv: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,when,what,sku\nu1,2024-01-01,view,s1\n")  # no known layout
+    for command in ("fit", "ingest"):
+        res = runner.invoke(app, [command, str(bad), "--out", str(tmp_path / command)])
+        assert res.exit_code == 2 and not (tmp_path / command).exists(), res.output
+    res = runner.invoke(app, ["inspect", str(tmp_path / "missing.sqlite")])
+    assert res.exit_code == 2 and "file not found" in res.output
+    model_dir = tmp_path / "model"
+    res = runner.invoke(app, ["fit", str(funnel_csv), "--out", str(model_dir), "--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    mode = (model_dir / "model.safetensors").stat().st_mode
+    assert mode & 0o044 == (model_dir / "model.json").stat().st_mode & 0o044

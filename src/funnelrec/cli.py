@@ -123,7 +123,11 @@ def _out_dir(path: Path) -> None:
         raise FunnelrecError(f"--out {path} is a file; give a folder")
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception, made: Path | None = None) -> None:
+    """Print the error and exit 2; `made` is an output folder this command created, removed
+    again when the failure left it empty."""
+    if made is not None and made.is_dir() and not any(made.iterdir()):
+        made.rmdir()
     err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
@@ -278,6 +282,7 @@ def ingest(
     from funnelrec.pipeline import write_json
     from funnelrec.sequences import load_sequences
 
+    made = None if out.exists() else out
     try:
         cfg = _ingest_config(
             layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
@@ -286,7 +291,7 @@ def ingest(
         out.mkdir(parents=True, exist_ok=True)
         seqs, rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
     except FunnelrecError as exc:
-        _fail(exc)
+        _fail(exc, made)
     seqs.save(out)
     write_json(
         {"ingest": rep.to_dict(), "sequences": seq_rep.to_dict(), "config": cfg.to_dict()},
@@ -321,6 +326,7 @@ def fit(
     from funnelrec.pipeline import fit_funnel
     from funnelrec.sequences import load_sequences
 
+    made = None if out.exists() else out
     try:
         cfg = _ingest_config(
             layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
@@ -352,7 +358,7 @@ def fit(
                 ingest_config=cfg,
             )
     except FunnelrecError as exc:
-        _fail(exc)
+        _fail(exc, made)
     table = Table(title="learned action weights")
     for col in ("action", "input gate", "history weight"):
         table.add_column(col, justify="left" if col == "action" else "right")

@@ -287,11 +287,16 @@ def count_matrix(seqs: Sequences, n_rows: int | None = None, rows: np.ndarray | 
     return m
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(str(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as a plain open() would (some writers make 0600)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

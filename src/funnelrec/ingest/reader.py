@@ -142,6 +142,8 @@ def read_events(
     config = config or IngestConfig()
     started = time.perf_counter()
     if isinstance(source, str | Path) and Path(source).suffix.lower() in (".sqlite", ".db"):
+        if not Path(source).is_file():
+            raise InputError("file not found", path=str(source))
         source = _event_store(Path(source))
     con = con or duckdb.connect()
     con.execute(f"SET memory_limit = {sql_str(config.memory_limit)}")
@@ -213,8 +215,9 @@ def read_events(
             f"{len(rejects)} rejected or duplicate rows (pass rejects_path to keep them)"
         )
     if report.rows_used == 0:
+        quotes = [n for n in report.notes if "unclosed quote" in n]
         raise InputError(
-            "zero usable rows: every row was rejected",
+            "zero usable rows: every row was rejected" + "".join(f"; {n}" for n in quotes),
             path=src.path,
             expected="rows with customer id, timestamp, action and item id",
             found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
