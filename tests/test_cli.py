@@ -211,19 +211,19 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     other_layout.write_text(f"visitor;when;what;sku\n{cid};2025-06-02T09:00:00Z;3;{item}\n")
     reading = ["--map", "customer_id=visitor,timestamp=when,action=what,item_id=sku"]
     reading += ["--action", "3=add_cart", "--delimiter", ";"]
+    recommend_args = ["recommend", str(model_dir), "--customer", cid, "--json"]
     res = runner.invoke(
         app, ["recommend", str(model_dir), "--customer", cid, "--events", str(other_layout)]
     )
     assert res.exit_code == 2 and "--map" in res.output
     res = runner.invoke(
         app,
-        ["recommend", str(model_dir), "--customer", cid, "--json", "--events"]
-        + [str(other_layout), *reading],
+        [*recommend_args, "--events", str(other_layout), *reading],
     )
     assert res.exit_code == 0, res.output
     res = runner.invoke(
         app,
-        ["profiles", str(model_dir), "--events", str(other_layout), "--out", str(prof)] + reading,
+        ["profiles", str(model_dir), "--events", str(other_layout), "--out", str(prof), *reading],
     )
     assert res.exit_code == 0 and "events appended: 1" in res.output, res.output
 
