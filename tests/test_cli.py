@@ -199,6 +199,9 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, [*args, "--customer", cid])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["fallback"] is None
+    assert (tmp_path / "more.csv.rejects.csv").exists()
+    res = runner.invoke(app, [*args, "--customer", cid, "--rejects", str(tmp_path / "r.csv")])
+    assert res.exit_code == 0 and (tmp_path / "r.csv").exists(), res.output
     other = str(table["customer_id"].iloc[1])  # known, no rows in the file: stored history
     res = runner.invoke(app, [*args, "--customer", other])
     assert res.exit_code == 0 and json.loads(res.stdout)["fallback"] is None

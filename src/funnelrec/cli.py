@@ -444,6 +444,10 @@ def recommend(
             "model's were); an unseen customer without usable events gets popular items."
         ),
     ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where to write --events rows that were not used (default: beside it)."),
+    ] = None,
     layout: LayoutOpt = "auto",
     map_: MapOpt = None,
     action: ActionOpt = None,
@@ -457,7 +461,8 @@ def recommend(
     from funnelrec.pipeline import recommendations
 
     try:
-        rejects = Path(f"{events}.rejects.csv") if events else None
+        if events and rejects is None:
+            rejects = Path(f"{events}.rejects.csv")
         reading = _reading(layout, map_, action, timestamp_unit, delimiter)
         res = recommendations(model_dir, customer, k, explain, events, rejects, reading)
     except FunnelrecError as exc:
