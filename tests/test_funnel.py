@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from funnelrec.config import SplitConfig
 from funnelrec.evaluate import evaluate, make_split
@@ -240,3 +242,20 @@ def test_no_later_session_conversion_still_early_stops_on_held_out_events() -> N
     m = FunnelModel(n_traits=4, epochs=4, patience=1).fit(events)
     assert all("valid_NDCG@10" in r for r in m.history_)
     assert m.score_task_ == 0
+
+
+def test_flat_traits_are_found_and_the_penalty_keeps_traits_off_the_flat_ends(split) -> None:
+    base = FunnelModel(n_traits=4, d_model=16, epochs=2, seed=0).fit(split.train)
+    assert base.flat_traits() == []  # generated customers differ
+    flat = copy.deepcopy(base)
+    with torch.no_grad():
+        flat.net_.to_traits.bias.fill_(30.0)  # every trait 1 for everyone
+    assert flat.flat_traits() == base.trait_names()
+
+    def mean_abs_preactivation(m: FunnelModel) -> float:
+        h, _ = m._encode_last(split.train.select(np.arange(200)), with_history=False)
+        with torch.no_grad():
+            return float(m.net_.to_traits(h).abs().mean())
+
+    held = FunnelModel(n_traits=4, d_model=16, epochs=2, seed=0, trait_l2=1.0).fit(split.train)
+    assert mean_abs_preactivation(held) < mean_abs_preactivation(base)

@@ -311,6 +311,14 @@ def fit(
         int, typer.Option(min=1, help="Most epochs; early stopping on validation.")
     ] = 30,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    trait_l2: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Penalty that keeps traits spread between customers; try 0.01 when fit "
+            "says traits are flat (order-only data).",
+        ),
+    ] = 0.0,
     layout: LayoutOpt = "auto",
     map_: MapOpt = None,
     action: ActionOpt = None,
@@ -356,6 +364,7 @@ def fit(
                 seed=seed,
                 progress=show,
                 ingest_config=cfg,
+                trait_l2=trait_l2,
             )
     except FunnelrecError as exc:
         _fail(exc, made)
@@ -383,6 +392,8 @@ def fit(
         f"{scored}; best epoch {report['best_epoch']}; model written to {out}/",
         highlight=False,
     )
+    for note in report.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
 
 
 @app.command()

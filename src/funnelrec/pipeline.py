@@ -180,6 +180,7 @@ def fit_funnel(
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
     ingest_config: IngestConfig | None = None,
+    trait_l2: float = 0.0,
 ) -> dict[str, Any]:
     """Fit `FunnelModel` on a leave-one-out split, score the test cases, save to `out`.
 
@@ -190,7 +191,7 @@ def fit_funnel(
     from funnelrec.models import FunnelModel
 
     sp = make_split(seqs, SplitConfig(protocol="loo", target=target))
-    model = FunnelModel(n_traits=n_traits, epochs=epochs, seed=seed)
+    model = FunnelModel(n_traits=n_traits, epochs=epochs, seed=seed, trait_l2=trait_l2)
     valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
     model.fit(sp.train, valid=valid, progress=progress)
     # The saved model keeps every customer's full history, so profiles and recommendations
@@ -203,7 +204,15 @@ def fit_funnel(
         "epochs": model.history_,
         "action_weights": model.action_weights(),
         "params": model.get_params(),
+        "notes": [],
     }
+    flat = model.flat_traits()
+    if flat:
+        report["notes"].append(
+            f"{len(flat)} of {n_traits} traits hardly vary between customers (std < 0.01): "
+            "they carry no information about anyone; fit again with --trait-l2 0.01"
+            + (" (more of it)" if trait_l2 > 0 else "")
+        )
     model.save(out)
     write_json(report, Path(out) / "fit_report.json")
     if ingest_config is not None:

@@ -66,6 +66,10 @@ class FunnelModel(Recommender):
         from component k, the same whatever the seed.
     anchor : with `item_init="svd"`, weight of a penalty that keeps the trait loadings near
         those SVD components (0 = free), so that each trait keeps a data-given identity.
+    trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
+        them off the flat ends of the sigmoid. Without it, on order-only data (one action
+        type, no times) every trait can end up near 1 for every customer: flat profiles
+        (`flat_traits` finds them); 0.01 keeps them spread at the same accuracy there.
     seed : makes fitting repeatable (same seed, same data, same metrics).
 
     Examples
@@ -110,6 +114,7 @@ class FunnelModel(Recommender):
         min_conversion_labels: int = 500,
         item_init: str = "random",
         anchor: float = 0.0,
+        trait_l2: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -144,6 +149,7 @@ class FunnelModel(Recommender):
         self.min_conversion_labels = min_conversion_labels
         self.item_init = item_init
         self.anchor = anchor
+        self.trait_l2 = trait_l2
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -400,8 +406,11 @@ class FunnelModel(Recommender):
             logits, labels_ = self._train_logits(net, ht, hist, target)
             loss = loss + F.cross_entropy(logits, labels_)
             if self.bottleneck:
-                tr = net.traits(ht)
+                z = net.to_traits(ht)
+                tr = torch.sigmoid(z)
                 loss = loss + self.sparsity * tr.mean() + self.decorrelation * _offdiag_corr(tr)
+                if self.trait_l2 > 0:  # keep traits off the flat ends of the sigmoid
+                    loss = loss + self.trait_l2 * z.pow(2).mean()
                 if task == 0 and net.cfg.behaviour_heads:
                     act, gap = net.behaviour_logits(tr)
                     next_act = lab_behaviour[0][rows][:, -T:][r, c].to(dev)
@@ -644,6 +653,14 @@ class FunnelModel(Recommender):
         return pd.DataFrame(
             values, index=pd.Index(ids, name="customer_id"), columns=self.trait_names()
         )
+
+    def flat_traits(self, tol: float = 0.01) -> list[str]:
+        """Traits that hardly vary between customers (standard deviation below `tol`):
+        they say nothing about anyone, whatever their value."""
+        if not self.bottleneck:
+            return []
+        spread = self.profiles().std(axis=0)
+        return [str(t) for t, sd in spread.items() if not sd >= tol]
 
     def _journey_traits(self, histories: Sequences) -> np.ndarray:
         out: list = []
