@@ -435,10 +435,7 @@ class FunnelModel(Recommender):
         subtracts log q(item), so the expected gradient matches the full softmax.
         """
         if self.n_items_ <= self.full_softmax_max_items:
-            logits = net.score(h, hist)
-            if self._unseen is not None:
-                logits = logits.masked_fill(self._unseen, float("-inf"))
-            return logits, target
+            return net.score(h, hist, exclude=self._unseen), target
         q = self.log_q_.exp()
         neg = torch.multinomial(q, self.n_negatives, replacement=True).to(target.device)
         extra = [target, neg]

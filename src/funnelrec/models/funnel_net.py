@@ -281,15 +281,19 @@ class FunnelNet(nn.Module):
         h: torch.Tensor,
         hist: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         cols: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, d) states (+ history events) -> (N, n_items) scores, or (N, C) for `cols`.
 
         `cols` (C,) restricts scoring to a few items (sampled softmax on big catalogues)
-        without ever building the (N, n_items) matrix.
+        without ever building the (N, n_items) matrix. `exclude` (n_items,) marks items
+        scored -inf for everyone (through the bias: no pass over the (N, n_items) scores).
         """
         if cols is None:
             vecs, load, proj, right = self._all_items()
             bias = self.item_bias
+            if exclude is not None:
+                bias = bias.masked_fill(exclude, float("-inf"))
         else:
             vecs = self.item_vectors(cols + 1)
             load = self.to_loadings(vecs) if self.cfg.bottleneck else None
