@@ -591,6 +591,8 @@ def _stage(
                {local_price} AS local_price,
                CASE WHEN cust IS NULL THEN 'empty customer_id'
                     WHEN item IS NULL THEN 'empty item_id'
+                    WHEN contains(cust, chr(0)) OR contains(item, chr(0))
+                         THEN 'NUL byte in an id'
                     WHEN raw_ts IS NULL THEN 'empty timestamp'
                     WHEN ts IS NULL OR isnan(ts) OR isinf(ts) THEN 'unparseable timestamp'
                     WHEN ts > '{now!r}'::DOUBLE THEN 'timestamp in the future'
