@@ -817,7 +817,7 @@ def test_cli_strict_json_counts_and_rejects_file(tmp_path: Path) -> None:
     assert _rejects(rejects) == [
         (3, "unknown action (strict mode)"),
         (4, "unknown action (strict mode)"),
-        (6, "exact duplicate of an earlier row (dropped)"),
+        (6, "duplicate of an earlier row in every column read (dropped)"),
     ]
 
 

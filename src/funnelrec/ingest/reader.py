@@ -202,7 +202,7 @@ def read_events(
     if report.duplicates_dropped:
         # Counted apart from the rejects, but listed in the same file so each can be found.
         con.execute(
-            "UPDATE staged SET reason = 'exact duplicate of an earlier row (dropped)' "
+            "UPDATE staged SET reason = 'duplicate of an earlier row in every column read (dropped)' "
             "WHERE reason IS NULL AND row_no NOT IN (SELECT row_no FROM events)"
         )
     rejects = _collect_rejects(con, src)
