@@ -338,3 +338,12 @@ def test_failures_leave_no_empty_folder_and_outputs_are_readable(
     assert res.exit_code == 0, res.output
     mode = (model_dir / "model.safetensors").stat().st_mode
     assert mode & 0o044 == (model_dir / "model.json").stat().st_mode & 0o044
+
+
+def test_no_header_reads_the_first_line_as_an_event(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("u1,2024-01-01T10:00:00Z,view,s1\nu1,2024-01-01T10:01:00Z,purchase,s1\n")
+    cols = "customer_id=column0,timestamp=column1,action=column2,item_id=column3"
+    res = runner.invoke(app, ["inspect", str(path), "--no-header", "--map", cols, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["ingest"]["rows_used"] == 2

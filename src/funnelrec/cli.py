@@ -50,6 +50,14 @@ TsOpt = Annotated[
     ),
 ]
 DelimOpt = Annotated[str | None, typer.Option(help="Field delimiter (default: sniffed).")]
+HeaderOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--header/--no-header",
+        help="Whether the first line names the columns (default: detected); without one, "
+        "map column0, column1, ... with --map.",
+    ),
+]
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -74,6 +82,7 @@ def _ingest_config(
     max_history: int,
     timestamp_unit: str,
     delimiter: str | None,
+    header: bool | None = None,
 ) -> IngestConfig:
     try:
         return IngestConfig(
@@ -85,6 +94,7 @@ def _ingest_config(
             max_history=max_history,
             timestamp_unit=timestamp_unit,
             delimiter=delimiter,
+            has_header=header,
         )
     except ValueError as exc:  # a setting out of range
         raise FunnelrecError(str(exc)) from exc
@@ -96,6 +106,7 @@ def _reading(
     action: list[str] | None,
     timestamp_unit: str,
     delimiter: str | None,
+    header: bool | None = None,
 ) -> dict[str, object]:
     """How to read an --events file where it differs from the model's own events (the
     settings saved at fit hold for everything not given here)."""
@@ -108,6 +119,8 @@ def _reading(
         out["timestamp_unit"] = timestamp_unit
     if delimiter is not None:
         out["delimiter"] = delimiter
+    if header is not None:
+        out["has_header"] = header
     return out
 
 
@@ -145,6 +158,7 @@ def inspect(
     max_history: MaxHistOpt = 0,
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Detected layout, rows read / used / rejected, funnel conversion and distributions."""
     from funnelrec.sequences import load_sequences
@@ -152,7 +166,15 @@ def inspect(
 
     try:
         cfg = _ingest_config(
-            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+            layout,
+            map_,
+            action,
+            strict,
+            session_gap,
+            max_history,
+            timestamp_unit,
+            delimiter,
+            header,
         )
         rejects = rejects or events.with_name(events.name + ".rejects.csv")
         seqs, ingest, seq_report = load_sequences(events, cfg, rejects_path=rejects)
@@ -192,6 +214,7 @@ def evaluate(
     max_history: MaxHistOpt = 0,
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Fit models on a time-ordered split and score them by full ranking (HR, NDCG, MRR)."""
     from funnelrec.pipeline import evaluate_sequences, flat_results, write_json
@@ -200,7 +223,15 @@ def evaluate(
 
     try:
         cfg = _ingest_config(
-            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+            layout,
+            map_,
+            action,
+            strict,
+            session_gap,
+            max_history,
+            timestamp_unit,
+            delimiter,
+            header,
         )
         _out_file(out)
         rejects = out.with_name(out.stem + ".rejects.csv")
@@ -277,6 +308,7 @@ def ingest(
     max_history: MaxHistOpt = 0,
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Read events into compact sequences (safetensors + JSON) with a report and rejects."""
     from funnelrec.pipeline import write_json
@@ -285,7 +317,15 @@ def ingest(
     made = None if out.exists() else out
     try:
         cfg = _ingest_config(
-            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+            layout,
+            map_,
+            action,
+            strict,
+            session_gap,
+            max_history,
+            timestamp_unit,
+            delimiter,
+            header,
         )
         _out_dir(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -327,6 +367,7 @@ def fit(
     max_history: MaxHistOpt = 0,
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Fit the funnel model (leave-one-out split; early stopping on validation NDCG@10)."""
     from rich.progress import Progress
@@ -337,7 +378,15 @@ def fit(
     made = None if out.exists() else out
     try:
         cfg = _ingest_config(
-            layout, map_, action, strict, session_gap, max_history, timestamp_unit, delimiter
+            layout,
+            map_,
+            action,
+            strict,
+            session_gap,
+            max_history,
+            timestamp_unit,
+            delimiter,
+            header,
         )
         _out_dir(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -413,6 +462,7 @@ def profiles(
     action: ActionOpt = None,
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Write every customer's profile: learned traits and behavioural block, all in [0, 1].
 
@@ -424,7 +474,7 @@ def profiles(
     try:
         _out_file(out)
         rejects = out.with_name(out.stem + ".rejects.csv")
-        reading = _reading(layout, map_, action, timestamp_unit, delimiter)
+        reading = _reading(layout, map_, action, timestamp_unit, delimiter, header)
         table, added = profiles_table(
             model_dir, events, journey=journey, rejects_path=rejects, reading=reading
         )
@@ -464,6 +514,7 @@ def recommend(
     action: ActionOpt = None,
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Top-k items for a customer, with scores (and explanations with --explain).
 
@@ -474,7 +525,7 @@ def recommend(
     try:
         if events and rejects is None:
             rejects = Path(f"{events}.rejects.csv")
-        reading = _reading(layout, map_, action, timestamp_unit, delimiter)
+        reading = _reading(layout, map_, action, timestamp_unit, delimiter, header)
         res = recommendations(model_dir, customer, k, explain, events, rejects, reading)
     except FunnelrecError as exc:
         _fail(exc)

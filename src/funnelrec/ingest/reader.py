@@ -202,8 +202,8 @@ def read_events(
     if report.duplicates_dropped:
         # Counted apart from the rejects, but listed in the same file so each can be found.
         con.execute(
-            "UPDATE staged SET reason = 'duplicate of an earlier row in every column read (dropped)' "
-            "WHERE reason IS NULL AND row_no NOT IN (SELECT row_no FROM events)"
+            "UPDATE staged SET reason = 'duplicate of an earlier row in every column read "
+            "(dropped)' WHERE reason IS NULL AND row_no NOT IN (SELECT row_no FROM events)"
         )
     rejects = _collect_rejects(con, src)
     _note_unclosed_quotes(rejects, report)
