@@ -614,6 +614,26 @@ def test_a_nul_byte_past_the_sniffed_head_rejects_its_row(tmp_path: Path) -> Non
     assert _rejects(rejects) == [(3002, "NUL byte in an id")]
 
 
+def test_nested_json_fields_are_mapped_by_a_dotted_path(tmp_path: Path) -> None:
+    rows = [
+        {"user": {"id": "c1"}, "t": T0 + i, "ev": {"type": a}, "sku": "i1"}
+        for i, a in enumerate(["view", "purchase"])
+    ]
+    path = _write(tmp_path, "events.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    cfg = IngestConfig(
+        column_map={
+            "customer_id": "user.id",
+            "timestamp": "t",
+            "action": "ev.type",
+            "item_id": "sku",
+        }
+    )
+    table = read_events(path, cfg)
+    assert table.report.rows_used == 2
+    assert sorted(table.df()["action"]) == ["purchase", "view"]
+    assert set(table.df()["customer_id"]) == {"c1"}
+
+
 def test_malformed_quoting_does_not_reject_well_quoted_rows(tmp_path: Path) -> None:
     header = "customer_id,timestamp,action,item_id,category\n"
     good = "".join(f'{i},{T0 + i},view,{i},"shoes, size {i}"\n' for i in range(30))

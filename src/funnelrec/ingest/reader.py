@@ -155,6 +155,7 @@ def read_events(
         config.delimiter,
         config.has_header,
         sequences=as_sequences and not config.column_map,
+        wanted=tuple(v for v in config.column_map.values() if isinstance(v, str)),
     )
     layout, detected = _resolve_layout(src, config)
     colmap = _resolve_columns(src, layout, config)

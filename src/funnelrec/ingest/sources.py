@@ -137,11 +137,13 @@ def open_source(
     delimiter: str | None = None,
     has_header: bool | None = None,
     sequences: bool = True,
+    wanted: tuple[str, ...] = (),
 ) -> RawSource:
     """Register `source` as view `raw_src` (all text + `row_no`) and describe it.
 
     `sequences=False` never reads a file as order-only sequence text (the user named an
-    event layout or mapped columns).
+    event layout or mapped columns). `wanted`: column names the user mapped; in JSON, a
+    dotted one (`user.id`) reads a nested field.
     """
     if isinstance(source, pd.DataFrame):
         return _open_dataframe(con, source)
@@ -172,7 +174,8 @@ def open_source(
             found=repr(head[:40]),
         )
     if fmt == "jsonl":
-        return _open_jsonl(con, path, head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["))
+        array = head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+        return _open_jsonl(con, path, array, wanted)
     text = head.decode("utf-8", errors="replace")
     lines = text.splitlines()[:50]
     if len(head) == _SNIFF_BYTES and lines:
@@ -215,7 +218,9 @@ def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     return RawSource(str(path), "parquet", cols, 0, _empty_rejects())
 
 
-def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path, array: bool = False) -> RawSource:
+def _open_jsonl(
+    con: duckdb.DuckDBPyConnection, path: Path, array: bool = False, wanted: tuple[str, ...] = ()
+) -> RawSource:
     """JSON Lines, or one JSON array of objects (`array`: then a row's "line" is the
     object's position in the array)."""
     lines_rel = (
@@ -250,6 +255,8 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path, array: bool = False)
         raise InputError(
             "no JSON objects found", path=str(path), expected="one JSON object per line"
         )
+    # Nested fields the user mapped by a dotted path (`--map customer_id=user.id`).
+    cols += [c for c in wanted if "." in c and c not in cols and c.split(".")[0] in cols]
     reader_bad = _empty_rejects()
     if not array:
         reader_bad = _dedupe_errors(con, "jrej_errors")
@@ -264,7 +271,7 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path, array: bool = False)
     )
     select = ", ".join(
         f"CASE WHEN is_obj THEN CAST(json_extract_string(line, "
-        f"{sql_str('$.' + _json_key(c))}) AS VARCHAR) END AS {sql_ident(c)}"
+        f"{sql_str(_json_path(c, wanted))}) AS VARCHAR) END AS {sql_ident(c)}"
         for c in cols
     )
     con.execute(
@@ -277,6 +284,13 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path, array: bool = False)
     ).df()
     bad = pd.concat([b for b in (reader_bad, bad) if len(b)] or [bad], ignore_index=True)
     return RawSource(str(path), "jsonl", cols, 0, bad)
+
+
+def _json_path(col: str, wanted: tuple[str, ...]) -> str:
+    """JSON path of a column: a top-level key, or a dotted path the user mapped."""
+    if "." in col and col in wanted:
+        return "$." + ".".join(_json_key(part) for part in col.split("."))
+    return "$." + _json_key(col)
 
 
 def _json_key(key: str) -> str:
