@@ -193,3 +193,15 @@ def test_a_headerless_numeric_event_table_is_not_read_as_order_only_sequences() 
     lines = ["1\t101\t1700000000\t1", "1\t102\t1700000060\t2", "2\t101\t1700000120\t4"]
     assert detect_sequence_text(lines) is None
     assert detect_sequence_text(["1 5 9 12", "2 7 3", "3 4 5 6 7 8"]) is not None
+
+
+def test_one_stray_line_does_not_hide_a_sequence_layout(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.txt"
+    path.write_text("1 10\n1 11\n2 10\n4\n2 12\n3 10\n3 13\n")
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(path, rejects_path=rejects).report
+    assert report.layout == "sequence_pairs" and report.rows_used == 6
+    assert pd.read_csv(rejects)["line"].tolist() == [4]
+    # Named by the user, the layout is used whatever the detection says.
+    named = read_events(path, IngestConfig(layout="sequence_pairs")).report
+    assert named.layout == "sequence_pairs" and named.rows_used == 6

@@ -192,6 +192,12 @@ def detect_sequence_text(lines: list[str]) -> Layout | None:
     rows = [ln.split() for ln in lines if ln.strip()]
     if not rows or not all(all(_INT.match(tok) for tok in row) for row in rows):
         return None
+    # A stray line with a customer and no item (one, or 1 in 10) does not hide the layout;
+    # it becomes a reject with its line when the file is read.
+    full = [r for r in rows if len(r) >= 2]
+    if not full or len(rows) - len(full) > max(1, len(rows) // 10):
+        return None
+    rows = full
     lengths = {len(r) for r in rows}
     if lengths == {2}:
         return SEQUENCE_PAIRS

@@ -148,13 +148,14 @@ def read_events(
     con = con or duckdb.connect()
     con.execute(f"SET memory_limit = {sql_str(config.memory_limit)}")
     con.execute("SET TimeZone = 'UTC'")
-    as_sequences = config.layout in ("auto", "sequence_lines", "sequence_pairs")
+    named = LAYOUTS.get(config.layout)
+    as_sequences = named if named is not None and named.kind != "events" else None
     src = open_source(
         con,
         source,
         config.delimiter,
         config.has_header,
-        sequences=as_sequences and not config.column_map,
+        sequences=as_sequences or (config.layout == "auto" and not config.column_map),
         wanted=tuple(v for v in config.column_map.values() if isinstance(v, str)),
     )
     layout, detected = _resolve_layout(src, config)

@@ -136,14 +136,14 @@ def open_source(
     source: str | Path | pd.DataFrame,
     delimiter: str | None = None,
     has_header: bool | None = None,
-    sequences: bool = True,
+    sequences: bool | Layout = True,
     wanted: tuple[str, ...] = (),
 ) -> RawSource:
     """Register `source` as view `raw_src` (all text + `row_no`) and describe it.
 
     `sequences=False` never reads a file as order-only sequence text (the user named an
-    event layout or mapped columns). `wanted`: column names the user mapped; in JSON, a
-    dotted one (`user.id`) reads a nested field.
+    event layout or mapped columns); a sequence Layout reads it as that layout. `wanted`:
+    column names the user mapped; in JSON, a dotted one (`user.id`) reads a nested field.
     """
     if isinstance(source, pd.DataFrame):
         return _open_dataframe(con, source)
@@ -181,6 +181,8 @@ def open_source(
     if len(head) == _SNIFF_BYTES and lines:
         lines = lines[:-1]  # the last line may be cut
     seq = detect_sequence_text(lines) if delimiter is None and sequences else None
+    if isinstance(sequences, Layout):  # named by the user: no guessing
+        seq = sequences
     if seq is not None:
         return _open_sequence_text(con, path, seq)
     return _open_csv(con, path, lines, delimiter, has_header)
