@@ -547,10 +547,13 @@ def test_gzip_is_known_by_its_bytes_and_mixed_line_endings_are_read(
     # Some lines CRLF, some LF (a tool rewrote part of a Windows file); a gzip file whose
     # name does not say so.
     text = HEADER.replace("\n", "\r\n") + f"1,{T0},view,10\n1,{T0 + 1},view,11\r\n"
+    text += f"1,{T0 + 2},view,12,extra\n"  # still rejected (line 4), not cut to fit
     path = tmp_path / name
     path.write_bytes(gzip.compress(text.encode()))
-    report = read_events(path).report
-    assert report.rows_used == 2 and not report.rows_rejected
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(path, rejects_path=rejects).report
+    assert report.rows_used == 2 and report.rows_rejected == {"too many fields": 1}
+    assert _rejects(rejects) == [(4, "too many fields")]
 
 
 def test_a_seconds_value_in_a_milliseconds_column_is_rejected_not_dated_1970(
@@ -574,6 +577,10 @@ def test_a_json_array_file_is_read_whole(tmp_path: Path) -> None:
     pretty = json.dumps(rows, indent=2)  # "[", objects over several lines, "]"
     report = read_events(_write(tmp_path, "events.json", pretty)).report
     assert report.rows_read == 3 and report.rows_used == 3 and not report.rows_rejected
+    # One broken element spoils the array: a clear error, not a half-read file.
+    broken = pretty.replace('"view"', '"view",,', 1)
+    with pytest.raises(InputError, match="cannot read the JSON array"):
+        read_events(_write(tmp_path, "broken.json", broken))
 
 
 def test_setting_typos_are_errors_not_silent_rejects(tmp_path: Path) -> None:
@@ -582,8 +589,9 @@ def test_setting_typos_are_errors_not_silent_rejects(tmp_path: Path) -> None:
         read_events(path, IngestConfig(action_map={"view": "add_crt"}))
     with pytest.raises(InputError, match="unknown --timestamp-unit 'bogus'"):
         read_events(path, IngestConfig(timestamp_unit="bogus"))
-    # A new action name is allowed.
-    assert read_events(path, IngestConfig(action_map={"view": "wishlist"})).report.rows_used == 3
+    # A new action name is allowed, even one that contains a canonical one.
+    for name in ("wishlist", "repurchase"):
+        assert read_events(path, IngestConfig(action_map={"view": name})).report.rows_used == 3
 
 
 def test_utf16_file_is_named_as_such(tmp_path: Path) -> None:

@@ -347,3 +347,26 @@ def test_no_header_reads_the_first_line_as_an_event(tmp_path: Path) -> None:
     res = runner.invoke(app, ["inspect", str(path), "--no-header", "--map", cols, "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["ingest"]["rows_used"] == 2
+
+
+def test_map_values_may_hold_commas() -> None:
+    from funnelrec.cli import _pairs
+
+    got = _pairs(["customer_id=User, Name,timestamp=t,", "action=a"], "--map")
+    assert got == {"customer_id": "User, Name", "timestamp": "t", "action": "a"}
+
+
+def test_events_in_another_layout_drop_every_saved_reading_setting() -> None:
+    from funnelrec.cli import _reading
+
+    got = _reading("auto", ["customer_id=a,item_id=b"], None, "auto", None, None)
+    assert got == {
+        "layout": "auto",
+        "column_map": {"customer_id": "a", "item_id": "b"},
+        "timestamp_unit": "auto",
+        "delimiter": None,
+        "has_header": None,
+    }
+    assert _reading("auto", None, ["3=add_cart"], "auto", None, None) == {
+        "action_map": {"3": "add_cart"}
+    }

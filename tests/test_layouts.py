@@ -193,6 +193,9 @@ def test_a_headerless_numeric_event_table_is_not_read_as_order_only_sequences() 
     lines = ["1\t101\t1700000000\t1", "1\t102\t1700000060\t2", "2\t101\t1700000120\t4"]
     assert detect_sequence_text(lines) is None
     assert detect_sequence_text(["1 5 9 12", "2 7 3", "3 4 5 6 7 8"]) is not None
+    # Long item ids, or lines of one length, are still order-only sequences.
+    assert detect_sequence_text(["1 214536502 214536500", "2 214577561 214536502"]) is not None
+    assert detect_sequence_text(["1 11 21 31", "2 12 22 32", "3 13 23 33"]) is not None
 
 
 def test_one_stray_line_does_not_hide_a_sequence_layout(tmp_path: Path) -> None:

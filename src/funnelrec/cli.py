@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -63,7 +64,8 @@ HeaderOpt = Annotated[
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for value in values or []:
-        for part in value.split(","):
+        # Split at a comma only where a new KEY= follows: a column name may hold a comma.
+        for part in re.split(r",(?=[^,=]+=)", value.strip().strip(",")):
             if not part.strip():
                 continue
             if "=" not in part:
@@ -111,8 +113,15 @@ def _reading(
     """How to read an --events file where it differs from the model's own events (the
     settings saved at fit hold for everything not given here)."""
     out: dict[str, object] = {}
-    if layout != "auto" or map_:  # another layout: the saved column map does not apply
-        out["layout"], out["column_map"] = layout, _pairs(map_, "--map")
+    if layout != "auto" or map_:
+        # Another layout: none of the saved reading settings apply, only the ones given.
+        out.update(
+            layout=layout,
+            column_map=_pairs(map_, "--map"),
+            timestamp_unit=timestamp_unit,
+            delimiter=delimiter,
+            has_header=header,
+        )
     if action:
         out["action_map"] = _pairs(action, "--action")
     if timestamp_unit != "auto":

@@ -204,13 +204,18 @@ def detect_sequence_text(lines: list[str]) -> Layout | None:
     if min(lengths) < 2:
         return None
     # A headerless numeric event table (customer, item, epoch time, action code) is also
-    # lines of integers; an order-only file has lines of varying length and no epoch times.
-    if len(lengths) == 1 and len(rows) >= 3:
-        return None
-    width = min(lengths)
-    if any(all(len(row[c]) >= 9 for row in rows) for c in range(1, width)):
-        return None
+    # lines of integers: the same number on every line, one column of them epoch times.
+    if len(lengths) == 1 and min(lengths) >= 3:
+        width = min(lengths)
+        if any(all(_epoch_like(row[c]) for row in rows) for c in range(1, width)):
+            return None
     return SEQUENCE_LINES
+
+
+def _epoch_like(tok: str) -> bool:
+    """Unix seconds or milliseconds between 2001 and 2286."""
+    v = int(tok)
+    return 10**9 <= v < 10**10 or 10**12 <= v < 10**13
 
 
 def translate_action(raw: str, layout: Layout, user_map: dict[str, str]) -> str:

@@ -84,7 +84,7 @@ class EventTable:
 
     def file_lines(self, row_no: np.ndarray) -> np.ndarray:
         """The file line of each event's row (`row_no` of the `events` table)."""
-        if self.source is not None and self.source.format in ("csv", "jsonl"):
+        if self.source is not None:
             return self.source.line_of(row_no)
         return np.asarray(row_no, dtype=np.int64)
 
@@ -496,8 +496,13 @@ def _action_expression(
     mapping = {v: translate_action(v, layout, config.action_map) for v in values}
     report.action_translation = dict(sorted(mapping.items()))
     for target in sorted(set(config.action_map.values()) - set(CANONICAL_ACTIONS)):
-        # A new action type is allowed; one a letter or two off a canonical name is a typo.
-        near = difflib.get_close_matches(target, CANONICAL_ACTIONS, n=1, cutoff=0.8)
+        # A new action type is allowed (`repurchase`); a letter off a canonical name is a
+        # typo (`add_crt`, `veiw`).
+        near = [
+            c
+            for c in difflib.get_close_matches(target.lower(), CANONICAL_ACTIONS, 1, 0.7)
+            if abs(len(c) - len(target)) <= 1
+        ]
         if near:
             raise InputError(
                 f"--action maps onto '{target}': did you mean '{near[0]}'?",
@@ -627,8 +632,7 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, src: RawSource) -> pd.DataF
         f"SELECT s.row_no AS line, s.reason, {raw} AS raw FROM staged s JOIN raw_src r "
         "ON r.row_no = s.row_no WHERE s.reason IS NOT NULL ORDER BY s.row_no LIMIT 1000000"
     ).df()
-    if src.format in ("csv", "jsonl"):  # row number -> the file's line number
-        found["line"] = src.line_of(found["line"].to_numpy())
+    found["line"] = src.line_of(found["line"].to_numpy())  # row number -> file line
     parts = [df for df in (src.parse_rejects, found) if len(df)]
     if not parts:
         return found

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +27,7 @@ from funnelrec.ingest.layouts import (
 from funnelrec.schema import InputError
 
 _SNIFF_BYTES = 64 * 1024
+SEQ_POS = 100_000  # sequence lines: row_no = line * SEQ_POS + position of the item
 
 
 @dataclass
@@ -41,8 +44,13 @@ class RawSource:
     csv_lines: CsvLines | None = None
 
     def line_of(self, row_no: np.ndarray) -> np.ndarray:
-        """File line numbers of data rows (1-based `row_no`, as in `raw_src`)."""
+        """File line numbers of data rows (1-based `row_no`, as in `raw_src`); the row
+        number itself for formats without lines (Parquet, a DataFrame)."""
         row_no = np.asarray(row_no, dtype=np.int64)
+        if self.format == "sequence_lines":  # row_no = line * SEQ_POS + position in the line
+            return row_no // SEQ_POS
+        if self.format not in ("csv", "jsonl"):
+            return row_no
         rows = self.csv_lines.row_lines() if self.csv_lines is not None else None
         return rows[row_no - 1] if rows is not None else row_no + self.header_lines
 
@@ -174,7 +182,10 @@ def open_source(
             found=repr(head[:40]),
         )
     if fmt == "jsonl":
-        array = head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+        body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        # One JSON array, unless its first line is a whole JSON value (JSON Lines whose
+        # first line happens to be an array: a reject of its own there).
+        array = body.startswith(b"[") and not _whole_json(body.split(b"\n", 1)[0])
         return _open_jsonl(con, path, array, wanted)
     text = head.decode("utf-8", errors="replace")
     lines = text.splitlines()[:50]
@@ -240,8 +251,12 @@ def _open_jsonl(
                 "format = 'array', records = 'false', columns = {'json': 'JSON'}"
                 f"{_gzip_opt(path)})"
             )
-        except duckdb.Error:
-            array = False  # not one array after all (JSON Lines whose first line is one)
+        except duckdb.Error as exc:  # one bad element spoils the whole array
+            raise InputError(
+                f"cannot read the JSON array: {_first_line(exc)}",
+                path=str(path),
+                expected="one valid JSON array of objects, or JSON Lines (one object per line)",
+            ) from exc
     try:
         if not array:
             con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS {lines_rel}")
@@ -288,6 +303,14 @@ def _open_jsonl(
     return RawSource(str(path), "jsonl", cols, 0, bad)
 
 
+def _whole_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def _json_path(col: str, wanted: tuple[str, ...]) -> str:
     """JSON path of a column: a top-level key, or a dotted path the user mapped."""
     if "." in col and col in wanted:
@@ -309,8 +332,8 @@ def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layo
         # (if a user appears twice) in file order.
         con.execute(
             "CREATE OR REPLACE TEMP VIEW raw_src AS "
-            "SELECT line_no * 100000 + pos AS row_no, toks[1] AS customer_id, item AS item_id, "
-            "CAST(line_no * 100000 + pos AS VARCHAR) AS timestamp FROM ("
+            f"SELECT line_no * {SEQ_POS} + pos AS row_no, toks[1] AS customer_id, "
+            f"item AS item_id, CAST(line_no * {SEQ_POS} + pos AS VARCHAR) AS timestamp FROM ("
             "  SELECT line_no, toks, unnest(toks[2:]) AS item, generate_subscripts(toks[2:], 1)"
             "  AS pos FROM (SELECT row_number() OVER () AS line_no,"
             f"  string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS toks FROM {src}"
@@ -336,13 +359,27 @@ def _open_csv(
     has_header: bool | None,
 ) -> RawSource:
     try:
-        return _read_csv(con, path, lines, delimiter, has_header, strict=True)
+        return _read_csv(con, path, lines, delimiter, has_header)
     except InputError as exc:
-        # DuckDB's strict parser gives up on a file that mixes CRLF and LF line endings
-        # (a tool rewrote some lines); both endings are valid, so read it leniently.
+        # DuckDB's parser gives up on a file that mixes CRLF and LF line endings (a tool
+        # rewrote some lines). Both are valid: read a copy with LF endings, which has the
+        # same lines, so every reject keeps its line number.
         if "invalid state" not in str(exc):
             raise
-        return _read_csv(con, path, lines, delimiter, has_header, strict=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "lf.csv"
+            _copy_with_lf(path, copy)
+            return _read_csv(con, path, lines, delimiter, has_header, source=copy)
+
+
+def _copy_with_lf(path: Path, copy: Path) -> None:
+    with _opener(path)(path, "rb") as src, open(copy, "wb") as dst:
+        carry = b""
+        while chunk := src.read(1 << 24):
+            chunk = carry + chunk
+            carry = b"\r" if chunk.endswith(b"\r") else b""
+            dst.write(chunk[: len(chunk) - len(carry)].replace(b"\r\n", b"\n"))
+        dst.write(carry)
 
 
 def _read_csv(
@@ -351,8 +388,10 @@ def _read_csv(
     lines: list[str],
     delimiter: str | None,
     has_header: bool | None,
-    strict: bool,
+    source: Path | None = None,
 ) -> RawSource:
+    """Read `path` (or `source`, a copy of it with the same lines) into `raw_tbl`."""
+    source = source or path
     # An explicit quote character: without it one badly quoted row can make the sniffer turn
     # quoting off, and then every correctly quoted row splits into too many fields.
     opts = [
@@ -363,9 +402,7 @@ def _read_csv(
         "max_line_size = 4000000",
         "quote = '\"'",
     ]
-    opts.append(_gzip_opt(path).lstrip(", "))  # whatever the file is called
-    if not strict:
-        opts.append("strict_mode = false")
+    opts.append(_gzip_opt(source).lstrip(", "))  # whatever the file is called
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
     headerless = None
@@ -379,13 +416,13 @@ def _read_csv(
     if headerless is not None:
         names = ", ".join(sql_str(n) for n in headerless.headerless_names or ())
         opts.append(f"names = [{names}]")
-    reader = f"read_csv({sql_str(str(path))}, {', '.join(opts)})"
+    reader = f"read_csv({sql_str(str(source))}, {', '.join(opts)})"
     try:
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
         # The sniffer gives up on some files (a giant line, say). Read the header ourselves
         # and let the reader reject the bad rows one by one instead of refusing the file.
-        reader, cols = _reader_without_sniffing(path, lines, delimiter, opts, exc)
+        reader, cols = _reader_without_sniffing(source, lines, delimiter, opts, exc, path)
     header = lines[0] if lines else ""
     if (
         len(cols) == 1
@@ -394,7 +431,7 @@ def _read_csv(
         and any(d in header for d in ",;\t|")
     ):
         # One column although the header has delimiters: the sniffer was thrown by a bad row.
-        reader, cols = _reader_without_sniffing(path, lines, delimiter, opts, None)
+        reader, cols = _reader_without_sniffing(source, lines, delimiter, opts, None, path)
     select = ", ".join(sql_ident(c) for c in cols)
     try:
         con.execute(
@@ -453,8 +490,14 @@ def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | 
 
 
 def _reader_without_sniffing(
-    path: Path, lines: list[str], delimiter: str | None, opts: list[str], exc: Exception | None
+    source: Path,
+    lines: list[str],
+    delimiter: str | None,
+    opts: list[str],
+    exc: Exception | None,
+    path: Path,
 ) -> tuple[str, list[str]]:
+    """A reader of `source` with the header's names and no sniffing; `path` for messages."""
     header = lines[0] if lines else ""
     delim = delimiter or max(",;\t|", key=header.count)
     names = [h.strip().strip('"') for h in header.split(delim)]
@@ -474,7 +517,7 @@ def _reader_without_sniffing(
         "auto_detect = false",
         f"columns = {columns}",
     ]
-    return f"read_csv({sql_str(str(path))}, {', '.join(keep)})", names
+    return f"read_csv({sql_str(str(source))}, {', '.join(keep)})", names
 
 
 def _looks_headerless(cols: list[str]) -> bool:
