@@ -200,11 +200,11 @@ def test_a_headerless_numeric_event_table_is_not_read_as_order_only_sequences() 
 
 def test_one_stray_line_does_not_hide_a_sequence_layout(tmp_path: Path) -> None:
     path = tmp_path / "pairs.txt"
-    path.write_text("1 10\n1 11\n2 10\n4\n2 12\n3 10\n3 13\n")
+    path.write_text("1 10\n1 11\n\n2 10\n4\n2 12\n3 10\n3 13\n")  # and a blank line
     rejects = tmp_path / "rejects.csv"
     report = read_events(path, rejects_path=rejects).report
     assert report.layout == "sequence_pairs" and report.rows_used == 6
-    assert pd.read_csv(rejects)["line"].tolist() == [4]
+    assert pd.read_csv(rejects)["line"].tolist() == [5]
     # Named by the user, the layout is used whatever the detection says.
     named = read_events(path, IngestConfig(layout="sequence_pairs")).report
     assert named.layout == "sequence_pairs" and named.rows_used == 6

@@ -335,17 +335,18 @@ def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layo
             f"SELECT line_no * {SEQ_POS} + pos AS row_no, toks[1] AS customer_id, "
             f"item AS item_id, CAST(line_no * {SEQ_POS} + pos AS VARCHAR) AS timestamp FROM ("
             "  SELECT line_no, toks, unnest(toks[2:]) AS item, generate_subscripts(toks[2:], 1)"
-            "  AS pos FROM (SELECT row_number() OVER () AS line_no,"
-            f"  string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS toks FROM {src}"
-            "  WHERE trim(line) <> ''))"
+            "  AS pos FROM (SELECT line_no,"
+            "  string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS toks FROM"
+            f"  (SELECT row_number() OVER () AS line_no, line FROM {src})"
+            "  WHERE trim(line) <> ''))"  # numbered before blank lines go: file line numbers
         )
     else:
         con.execute(
             "CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_no, toks[1] AS customer_id, "
             "toks[2] AS item_id, CAST(row_no AS VARCHAR) AS timestamp FROM ("
-            "SELECT row_number() OVER () AS row_no, "
-            f"string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS toks FROM {src}"
-            " WHERE trim(line) <> '')"
+            "SELECT row_no, string_split(regexp_replace(trim(line), '\\s+', ' ', 'g'), ' ') AS "
+            f"toks FROM (SELECT row_number() OVER () AS row_no, line FROM {src}) "
+            "WHERE trim(line) <> '')"
         )
     cols = ["customer_id", "item_id", "timestamp"]
     return RawSource(str(path), layout.kind, cols, 0, _empty_rejects(), sequence_layout=layout)
