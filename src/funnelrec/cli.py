@@ -145,6 +145,15 @@ def _out_dir(path: Path) -> None:
         raise FunnelrecError(f"--out {path} is a file; give a folder")
 
 
+def _make_out_dir(out: Path) -> Path | None:
+    """Create the output folder (refusing a file); returns it when this call made it, so
+    that a failure can take it away again (see `_fail`)."""
+    _out_dir(out)
+    made = None if out.exists() else out
+    out.mkdir(parents=True, exist_ok=True)
+    return made
+
+
 def _fail(exc: Exception, made: Path | None = None) -> None:
     """Print the error and exit 2; `made` is an output folder this command created, removed
     again when the failure left it empty."""
@@ -323,7 +332,7 @@ def ingest(
     from funnelrec.pipeline import write_json
     from funnelrec.sequences import load_sequences
 
-    made = None if out.exists() else out
+    made = None
     try:
         cfg = _ingest_config(
             layout,
@@ -336,8 +345,7 @@ def ingest(
             delimiter,
             header,
         )
-        _out_dir(out)
-        out.mkdir(parents=True, exist_ok=True)
+        made = _make_out_dir(out)
         seqs, rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
     except FunnelrecError as exc:
         _fail(exc, made)
@@ -384,7 +392,7 @@ def fit(
     from funnelrec.pipeline import fit_funnel
     from funnelrec.sequences import load_sequences
 
-    made = None if out.exists() else out
+    made = None
     try:
         cfg = _ingest_config(
             layout,
@@ -397,8 +405,7 @@ def fit(
             delimiter,
             header,
         )
-        _out_dir(out)
-        out.mkdir(parents=True, exist_ok=True)
+        made = _make_out_dir(out)
         seqs, ingest_rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
         print_ingest(ingest_rep, seq_rep)
         with Progress(console=console) as bar:

@@ -110,9 +110,10 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-def _gzip_opt(path: Path) -> str:
-    """read_csv's compression, from the file's bytes (DuckDB goes by a lower-case `.gz`)."""
-    return f", compression = '{'gzip' if _is_gzip(path) else 'none'}'"
+def _compression(path: Path) -> str:
+    """read_csv's compression option, from the file's bytes (DuckDB goes by a lower-case
+    `.gz`)."""
+    return f"compression = '{'gzip' if _is_gzip(path) else 'none'}'"
 
 
 def _opener(path: Path):
@@ -241,7 +242,7 @@ def _open_jsonl(
         "columns = {'line': 'VARCHAR'}, delim = '\x01', header = false, quote = '', "
         "escape = '', auto_detect = false, store_rejects = true, "
         "rejects_table = 'jrej_errors', rejects_scan = 'jrej_scans', max_line_size = 4000000"
-        f"{_gzip_opt(path)})"
+        f", {_compression(path)})"
     )
     if array:
         try:
@@ -249,7 +250,7 @@ def _open_jsonl(
                 "CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS "
                 f"row_no, CAST(json AS VARCHAR) AS line FROM read_json({sql_str(str(path))}, "
                 "format = 'array', records = 'false', columns = {'json': 'JSON'}"
-                f"{_gzip_opt(path)})"
+                f", {_compression(path)})"
             )
         except duckdb.Error as exc:  # one bad element spoils the whole array
             raise InputError(
@@ -325,7 +326,7 @@ def _json_key(key: str) -> str:
 def _open_sequence_text(con: duckdb.DuckDBPyConnection, path: Path, layout: Layout) -> RawSource:
     src = (
         f"read_csv({sql_str(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', "
-        f"header = false, quote = '', escape = '', auto_detect = false{_gzip_opt(path)})"
+        f"header = false, quote = '', escape = '', auto_detect = false, {_compression(path)})"
     )
     if layout.kind == "sequence_lines":
         # Position within the line is the order; the line number keeps lines of the same user
@@ -403,7 +404,7 @@ def _read_csv(
         "max_line_size = 4000000",
         "quote = '\"'",
     ]
-    opts.append(_gzip_opt(source).lstrip(", "))  # whatever the file is called
+    opts.append(_compression(source))  # whatever the file is called
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
     headerless = None
