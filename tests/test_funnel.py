@@ -259,3 +259,29 @@ def test_flat_traits_are_found_and_the_penalty_keeps_traits_off_the_flat_ends(sp
 
     held = FunnelModel(n_traits=4, d_model=16, epochs=2, seed=0, trait_l2=1.0).fit(split.train)
     assert mean_abs_preactivation(held) < mean_abs_preactivation(base)
+
+
+def test_prefix_history_weights_read_from_the_window_equal_the_prefix_alone() -> None:
+    """Training reads each prefix's repeat counts from its window (one (B, T, T) pass);
+    they must be what the prefix alone gives, at every position."""
+    from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
+    from funnelrec.models.windows import Batch, history_at
+
+    torch.manual_seed(0)
+    net = FunnelNet(FunnelNetConfig(n_items=30, n_actions=4))
+    with torch.no_grad():
+        for p in (net.history_count, net.history_action, net.history_age):
+            p.normal_()
+    items = torch.randint(1, 8, (16, 20))  # few items: many repeats
+    for b in range(16):
+        items[b, : b % 12] = 0  # left padding
+    acts = torch.randint(0, 4, (16, 20))
+    batch = Batch(items, acts, torch.zeros_like(items), torch.zeros_like(items))
+    r, c = torch.nonzero(items > 0, as_tuple=True)
+    hi, ha, hg = history_at(batch, r, c)
+    alone = net.history_weights(hi, ha, hg)
+    nxt, occ = net.repeats(items, acts)
+    windowed = net.history_weights(hi, ha, hg, repeats=(nxt[r], occ[r], c))
+    for a, b in zip(alone, windowed, strict=True):
+        assert torch.equal(a, b)
+    assert (alone[1] != 0).sum() < (hi > 0).sum()  # some events are not their pair's latest

@@ -50,6 +50,7 @@ class FunnelNetConfig:
     bottleneck: bool = True
     history: bool = True
     neighbours: bool = True
+    neighbour_dropout: float = 0.0
     behaviour_heads: bool = False  # traits also predict the next action and time gap
 
     def to_dict(self) -> dict:
@@ -249,8 +250,30 @@ class FunnelNet(nn.Module):
         """States specialised for a task (0 = next event, 1 = next conversion)."""
         return h + self.task_emb.weight[task]
 
+    def repeats(self, items: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, T) events -> per event, the position of the next event of the same (item,
+        action) pair (T if none) and how many such events there are up to it (itself
+        included). Computed once per training window; every prefix reads it (see
+        `history_weights`)."""
+        if not self.cfg.use_actions:
+            actions = torch.zeros_like(actions)
+        T = items.shape[1]
+        key = items * self.cfg.n_actions + actions
+        real = items > 0
+        same = (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
+        pos = torch.arange(T, device=items.device)
+        later = same & (pos[None, None, :] > pos[None, :, None])
+        nxt = torch.where(later, pos[None, None, :], T).amin(-1)
+        occ = (same & (pos[None, None, :] <= pos[None, :, None])).sum(-1)
+        return nxt, occ
+
     def history_weights(
-        self, items: torch.Tensor, actions: torch.Tensor, ages: torch.Tensor, task: int = 0
+        self,
+        items: torch.Tensor,
+        actions: torch.Tensor,
+        ages: torch.Tensor,
+        task: int = 0,
+        repeats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, T) history events -> (0-based items, repeat weights, neighbour weights).
 
@@ -258,17 +281,21 @@ class FunnelNet(nn.Module):
 
         Each event adds w[action] * softplus(r[age]) to its item's score, so the term for an
         item is the sum over its events in the history: action type x recency x count.
+        `repeats` = (next same event, count, last visible position), from `repeats` of
+        the window the rows are prefixes of; by default computed here for whole rows.
         """
         if not self.cfg.use_actions:  # ablation: every event is the same kind of event
             actions = torch.zeros_like(actions)
+        real = items > 0
+        if repeats is None:
+            nxt, occ = self.repeats(items, actions)
+            upto = torch.full((items.shape[0],), items.shape[1] - 1, device=items.device)
+        else:
+            nxt, occ, upto = repeats
         # Per (item, action) pair: the recency of its latest event plus a saturating count,
         # so ten views do not simply outweigh one purchase ten times over.
-        key = items * self.cfg.n_actions + actions
-        real = items > 0
-        same = (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
-        count = same.sum(-1).clamp(min=1).float()
-        pos = torch.arange(items.shape[1], device=items.device)
-        latest = ~(same & (pos[None, None, :] > pos[None, :, None])).any(-1)
+        latest = nxt > upto[:, None]
+        count = occ.clamp(min=1).float()
         recency = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
         counted = self.history_count[task][actions] * torch.log1p(count)
         w = torch.where(latest & real, recency + counted, torch.zeros_like(recency))
@@ -313,6 +340,9 @@ class FunnelNet(nn.Module):
                     table = self.neigh_proj(self.item_vectors(seen + 1))
                 # A weighted sum per history without building the (N, T, d) tensor.
                 u = F.embedding_bag(rows, table, per_sample_weights=nw, mode="sum")
+                # The encoder's dropout never reaches this linear item-to-item path, which
+                # otherwise memorises training transitions within a few epochs.
+                u = F.dropout(u, self.cfg.neighbour_dropout, self.training)
             left.append(u)
         s = torch.addmm(bias, torch.cat(left, 1), right.T)
         if self.cfg.history and hist is not None:
