@@ -7,6 +7,7 @@
     next action, next gap ~ softmax(W traits)                    # behaviour heads (training)
             + sum_{(item j, action a) in history} w[a] * r[age] + c[a] * log1p(count)   # repeat
             + sum_{events e} v[a_e] * s[age_e] * (P item_vec(e)) . item_vec(j)          # neighbour
+                                       (its summed history vector gets dropout in training)
 
 Every part is a sum of readable pieces: one per trait, one per history event. `item_vec` adds
 category, brand and price-band embeddings to the item's own vector, so items with few events
@@ -287,15 +288,18 @@ class FunnelNet(nn.Module):
         if not self.cfg.use_actions:  # ablation: every event is the same kind of event
             actions = torch.zeros_like(actions)
         real = items > 0
-        if repeats is None:
-            nxt, occ = self.repeats(items, actions)
-            upto = torch.full((items.shape[0],), items.shape[1] - 1, device=items.device)
-        else:
-            nxt, occ, upto = repeats
         # Per (item, action) pair: the recency of its latest event plus a saturating count,
         # so ten views do not simply outweigh one purchase ten times over.
-        latest = nxt > upto[:, None]
-        count = occ.clamp(min=1).float()
+        if repeats is None:  # whole rows: a latest event has no later twin in its row
+            key = items * self.cfg.n_actions + actions
+            same = (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
+            pos = torch.arange(items.shape[1], device=items.device)
+            latest = ~(same & (pos[None, None, :] > pos[None, :, None])).any(-1)
+            count = same.sum(-1).clamp(min=1).float()
+        else:
+            nxt, occ, upto = repeats
+            latest = nxt > upto[:, None]
+            count = occ.clamp(min=1).float()
         recency = self.history_action[task][actions] * F.softplus(self.history_age[task][ages])
         counted = self.history_count[task][actions] * torch.log1p(count)
         w = torch.where(latest & real, recency + counted, torch.zeros_like(recency))
