@@ -285,3 +285,30 @@ def test_prefix_history_weights_read_from_the_window_equal_the_prefix_alone() ->
     for a, b in zip(alone, windowed, strict=True):
         assert torch.equal(a, b)
     assert (alone[1] != 0).sum() < (hi > 0).sum()  # some events are not their pair's latest
+
+
+def test_neighbour_dropout_acts_in_training_only() -> None:
+    """With neighbour dropout 1 the neighbour term is gone in training (its projection no
+    longer moves a score) and fully there at scoring time."""
+    from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
+
+    torch.manual_seed(0)
+    net = FunnelNet(FunnelNetConfig(n_items=30, n_actions=2, neighbour_dropout=1.0))
+    h = torch.randn(4, net.cfg.d_model)
+    items = torch.randint(1, 30, (4, 6))
+    hist = net.history_weights(items, torch.zeros_like(items), torch.zeros_like(items))
+
+    def scores_before_and_after_moving_the_projection() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            a = net.score(h, hist)
+            net.neigh_proj.weight.add_(1.0)
+            net.train(net.training)  # drops the cached item projections
+            b = net.score(h, hist)
+        return a, b
+
+    net.train()
+    a, b = scores_before_and_after_moving_the_projection()
+    assert torch.equal(a, b)
+    net.eval()
+    a, b = scores_before_and_after_moving_the_projection()
+    assert not torch.allclose(a, b)

@@ -251,6 +251,12 @@ class FunnelNet(nn.Module):
         """States specialised for a task (0 = next event, 1 = next conversion)."""
         return h + self.task_emb.weight[task]
 
+    def _same_pair(self, items: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(B, T) events -> (B, T, T): events s and t are real and of the same (item, action)."""
+        key = items * self.cfg.n_actions + actions
+        real = items > 0
+        return (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
+
     def repeats(self, items: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, T) events -> per event, the position of the next event of the same (item,
         action) pair (T if none) and how many such events there are up to it (itself
@@ -259,9 +265,7 @@ class FunnelNet(nn.Module):
         if not self.cfg.use_actions:
             actions = torch.zeros_like(actions)
         T = items.shape[1]
-        key = items * self.cfg.n_actions + actions
-        real = items > 0
-        same = (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
+        same = self._same_pair(items, actions)
         pos = torch.arange(T, device=items.device)
         later = same & (pos[None, None, :] > pos[None, :, None])
         nxt = torch.where(later, pos[None, None, :], T).amin(-1)
@@ -291,8 +295,7 @@ class FunnelNet(nn.Module):
         # Per (item, action) pair: the recency of its latest event plus a saturating count,
         # so ten views do not simply outweigh one purchase ten times over.
         if repeats is None:  # whole rows: a latest event has no later twin in its row
-            key = items * self.cfg.n_actions + actions
-            same = (key[:, :, None] == key[:, None, :]) & real[:, None, :] & real[:, :, None]
+            same = self._same_pair(items, actions)
             pos = torch.arange(items.shape[1], device=items.device)
             latest = ~(same & (pos[None, None, :] > pos[None, :, None])).any(-1)
             count = same.sum(-1).clamp(min=1).float()
