@@ -70,7 +70,7 @@ class FunnelModel(Recommender):
         customer x item log-counts and trait k's loadings from component k, the same
         whatever the seed; or "random" (small normal vectors, as SASRec). The SVD start
         reaches a better validation optimum in fewer epochs on every benchmark data set
-        (docs/benchmarks.md, "SVD-started item vectors").
+        (docs/benchmarks.md, "SVD start as the default").
     anchor : with `item_init="svd"`, weight of a penalty that keeps the trait loadings near
         those SVD components (0 = free), so that each trait keeps a data-given identity.
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
