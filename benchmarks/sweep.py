@@ -1,12 +1,12 @@
 """Quality of several `FunnelModel` settings x seeds, each run in its own process.
 
-Why: a candidate default (say `item_init="svd"`) must beat the current one as a median over
+Why: a candidate default (say `anchor=10.0`) must beat the current one as a median over
 seeds on every data set before it becomes the default; on a machine with many cores (or a
 GPU) the runs go side by side. Quality only: timings from a shared GPU are not comparable
 with the CPU tables.
 
     python -m benchmarks.sweep --datasets beauty,toys --seeds 0,1,2 \\
-        --settings '{"default": {}, "svd": {"item_init": "svd"}}' --device cuda --jobs 12
+        --settings '{"default": {}, "anchor10": {"anchor": 10.0}}' --device cuda --jobs 12
     python -m benchmarks.sweep --markdown          # tables from --out
 
 Each run: the leave-one-out split of `benchmarks.baselines.datasets` (first target), early
