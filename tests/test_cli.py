@@ -310,6 +310,27 @@ def test_bad_options_and_paths_fail_before_work(funnel_csv: Path, tmp_path: Path
     assert res.exit_code == 2 and "cannot load a model" in res.output
 
 
+def test_fit_passes_any_constructor_argument(funnel_csv: Path, tmp_path: Path) -> None:
+    """`--param NAME=VALUE` reaches FunnelModel typed; a bad name or value is a clear error."""
+    out = tmp_path / "m"
+    args = ["fit", str(funnel_csv), "--out", str(out), "--epochs", "1", "--traits", "4"]
+    res = runner.invoke(app, [*args, "-p", "dropout=0.5", "--param", "item_init=random"])
+    assert res.exit_code == 0, res.output
+    params = json.loads((out / "fit_report.json").read_text())["params"]
+    assert params["dropout"] == 0.5 and params["item_init"] == "random"
+    assert params["n_traits"] == 4
+    for bad, says in (
+        ("dropuot=0.5", "unknown parameter 'dropuot'"),
+        ("epochs=many", "expects int"),
+        ("item_init=pca", "item_init must be one of"),
+        ("dropout=1.5", "dropout must be in [0, 1)"),
+    ):
+        where = tmp_path / bad.split("=")[0]
+        res = runner.invoke(app, ["fit", str(funnel_csv), "--out", str(where), "-p", bad])
+        assert res.exit_code == 2 and says in res.output, res.output
+        assert not where.exists()
+
+
 def test_fit_without_test_cases_says_so(tmp_path: Path) -> None:
     """Every customer's events in one session: nothing to test the purchase target on."""
     rows = ["customer_id,timestamp,action,item_id"]

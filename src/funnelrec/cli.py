@@ -376,6 +376,15 @@ def fit(
             "says traits are flat (order-only data).",
         ),
     ] = 0.0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Any FunnelModel constructor argument NAME=VALUE (repeat), e.g. "
+            "-p dropout=0.5 -p item_init=random.",
+        ),
+    ] = None,
     layout: LayoutOpt = "auto",
     map_: MapOpt = None,
     action: ActionOpt = None,
@@ -389,11 +398,17 @@ def fit(
     """Fit the funnel model (leave-one-out split; early stopping on validation NDCG@10)."""
     from rich.progress import Progress
 
+    from funnelrec.models import FunnelModel
     from funnelrec.pipeline import fit_funnel
     from funnelrec.sequences import load_sequences
 
     made = None
     try:
+        try:
+            params = FunnelModel.params_from_text(_pairs(param, "--param"))
+            FunnelModel(**params).check_params()
+        except ValueError as exc:
+            raise FunnelrecError(f"--param: {exc}") from None
         cfg = _ingest_config(
             layout,
             map_,
@@ -430,6 +445,7 @@ def fit(
                 progress=show,
                 ingest_config=cfg,
                 trait_l2=trait_l2,
+                params=params,
             )
     except FunnelrecError as exc:
         _fail(exc, made)

@@ -181,17 +181,20 @@ def fit_funnel(
     progress: Callable[[dict], None] | None = None,
     ingest_config: IngestConfig | None = None,
     trait_l2: float = 0.0,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit `FunnelModel` on a leave-one-out split, score the test cases, save to `out`.
 
     `ingest_config` (how the events were read) is saved too, so that more events for the
-    model (`profiles --events`, `recommend --events`) are read the same way.
+    model (`profiles --events`, `recommend --events`) are read the same way. `params`: any
+    other constructor arguments (they win over the named ones).
     """
     from funnelrec.evaluate import evaluate
     from funnelrec.models import FunnelModel
 
     sp = make_split(seqs, SplitConfig(protocol="loo", target=target))
-    model = FunnelModel(n_traits=n_traits, epochs=epochs, seed=seed, trait_l2=trait_l2)
+    kw = {"n_traits": n_traits, "epochs": epochs, "seed": seed, "trait_l2": trait_l2}
+    model = FunnelModel(**{**kw, **(params or {})})
     valid = (sp.valid.contexts(sp.full), sp.valid.targets) if len(sp.valid) else None
     model.fit(sp.train, valid=valid, progress=progress)
     # The saved model keeps every customer's full history, so profiles and recommendations
@@ -209,15 +212,15 @@ def fit_funnel(
     flat = model.flat_traits()
     if flat:
         report["notes"].append(
-            f"{len(flat)} of {n_traits} traits hardly vary between customers (std < 0.01): "
+            f"{len(flat)} of {model.n_traits} traits hardly vary between customers (std < 0.01): "
             "they carry no information about anyone; fit again with --trait-l2 0.01"
-            + (" (more of it)" if trait_l2 > 0 else "")
+            + (" (more of it)" if model.trait_l2 > 0 else "")
         )
     model.save(out)
     write_json(report, Path(out) / "fit_report.json")
     if ingest_config is not None:
         write_json(ingest_config.to_dict(), Path(out) / INGEST_CONFIG)
-    describe_model(model, out, seed=seed)
+    describe_model(model, out, seed=model.seed)
     return report
 
 

@@ -8,7 +8,7 @@ the same way as a known customer's: encode it with `Sequences.from_events`, then
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -57,6 +57,48 @@ class Recommender(ABC):
 
         names = inspect.signature(type(self).__init__).parameters
         return {n: getattr(self, n) for n in names if n != "self" and hasattr(self, n)}
+
+    @classmethod
+    def params_from_text(cls, raw: dict[str, str]) -> dict[str, Any]:
+        """Constructor arguments from text (`{"dropout": "0.5"}`), typed like their defaults.
+
+        Why: the CLI passes any hyperparameter through (`--param dropout=0.5`) without one
+        option per argument; a misspelt name or a value of the wrong type is an error that
+        lists what is accepted, never a silently ignored setting.
+        """
+        import inspect
+
+        sig = inspect.signature(cls.__init__).parameters
+        known = {n: p.default for n, p in sig.items() if n != "self"}
+        out: dict[str, Any] = {}
+        for name, text in raw.items():
+            if name not in known:
+                raise ValueError(
+                    f"unknown parameter '{name}' for {cls.__name__}; accepted: "
+                    + ", ".join(sorted(known))
+                )
+            out[name] = _typed(name, text, known[name])
+        return out
+
+
+def _typed(name: str, text: str, default: Any) -> Any:
+    """`text` as the type of `default`: bool, int, float, str, or comma-separated tuple."""
+    value = text.strip()
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+    except ValueError:
+        kind = type(default).__name__
+        raise ValueError(f"parameter '{name}' expects {kind}, got '{text}'") from None
+    return value
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -161,6 +161,21 @@ class FunnelModel(Recommender):
         self.trait_l2 = trait_l2
         self.seed = seed
 
+    def check_params(self) -> None:
+        """Raise ValueError for settings no fit could use, before any data is read."""
+        for name in ("n_traits", "epochs", "batch_size", "d_model", "max_len", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.encoder == "transformer" and self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads")
+        for name in ("dropout", "neighbour_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        choices = {"item_init": ("svd", "random"), "encoder": ("transformer", "gru")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
@@ -177,9 +192,7 @@ class FunnelModel(Recommender):
         `mask_history` scores validation the way the test will be scored when history items
         are excluded from rankings (model selection must match the protocol).
         """
-        for name in ("n_traits", "epochs", "batch_size", "d_model", "max_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        self.check_params()
         if not isinstance(train, Sequences):
             train = load_sequences(train)[0]
             has_buys = bool((train.actions == PURCHASE).any())
@@ -238,8 +251,6 @@ class FunnelModel(Recommender):
         self._anchor = None
         if self.item_init == "svd":
             self._anchor = _svd_init(net, train)
-        elif self.item_init != "random":
-            raise ValueError(f"item_init must be 'random' or 'svd', not {self.item_init!r}")
         self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
         self.histories_, self._row_index = given, None
         windows, nxt, conv = training_windows(train, self.max_len, self.conversion_)
