@@ -864,3 +864,58 @@ def test_implausibly_early_dates_are_noted(tmp_path: Path) -> None:
     report = read_events(_write(tmp_path, "events.csv", text)).report
     assert report.rows_used == 2
     assert any("dated before 1990" in n for n in report.notes), report.notes
+
+
+def test_hash_is_data_and_preamble_lines_are_skipped_with_true_line_numbers(
+    tmp_path: Path,
+) -> None:
+    """'#' starts no comment (ids and values keep it); title lines before the header are
+    skipped, reported, and rejects still name the lines an editor shows."""
+    text = (
+        "# export of 2024-01-01\n"  # line 1
+        "Shop X events\n"  # line 2
+        + HEADER  # line 3
+        + f"c1,{T0},view,i1\n"  # line 4
+        f"#42,{T0 + 50},view,i9\n"  # line 5: a customer called '#42'
+        f"c1,{T0 + 100},purchase,i1\n"  # line 6
+        "c2,bad,view,i2\n"  # line 7
+        f"c3,{T0},view,i3 # promo\n"  # line 8
+    )
+    rejects = tmp_path / "rejects.csv"
+    res = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects)
+    report = res.report
+    _accounted(report)
+    assert report.rows_read == 5 and report.rows_used == 4
+    assert _rejects(rejects) == [(7, "unparseable timestamp")]
+    ev = res.con.execute("SELECT customer_id, item_id FROM events").df()
+    assert set(ev["customer_id"]) == {"c1", "#42", "c3"}
+    assert "i3 # promo" in set(ev["item_id"])
+    assert any("skipped 2 line(s) before the header" in n for n in report.notes)
+
+
+def test_excel_sep_line_names_the_delimiter(tmp_path: Path) -> None:
+    text = "sep=;\ncustomer_id;timestamp;action;item_id\n" + f"c1;{T0};view;i1\nc1;x;view;i2\n"
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects).report
+    assert report.rows_used == 1 and _rejects(rejects) == [(4, "unparseable timestamp")]
+
+
+def test_reusing_an_output_folder_never_mixes_runs(tmp_path: Path) -> None:
+    """A clean re-run removes the earlier rejects; a failed one leaves the earlier run's
+    files as they were and writes its own rejects to rejects.failed.csv."""
+    out = tmp_path / "out"
+    messy = _write(tmp_path, "messy.csv", HEADER + _rows(3) + "2,bad,view,9\n")
+    clean = _write(tmp_path, "clean.csv", HEADER + _rows(4))
+    hopeless = _write(tmp_path, "hopeless.csv", HEADER + "1,bad,view,9\n1,worse,view,8\n")
+    assert runner.invoke(app, ["ingest", str(messy), "--out", str(out)]).exit_code == 0
+    assert _rejects(out / "rejects.csv") == [(5, "unparseable timestamp")]
+    assert runner.invoke(app, ["ingest", str(clean), "--out", str(out)]).exit_code == 0
+    assert not (out / "rejects.csv").exists()
+    report = (out / "ingest_report.json").read_text()
+    res = runner.invoke(app, ["ingest", str(hopeless), "--out", str(out)])
+    assert res.exit_code == 2 and "rejects.failed.csv" in res.output, res.output
+    assert (out / "ingest_report.json").read_text() == report
+    assert not (out / "rejects.csv").exists()
+    assert [r for r, _ in _rejects(out / "rejects.failed.csv")] == [2, 3]
+    assert runner.invoke(app, ["ingest", str(clean), "--out", str(out)]).exit_code == 0
+    assert not (out / "rejects.failed.csv").exists()

@@ -208,3 +208,16 @@ def test_one_stray_line_does_not_hide_a_sequence_layout(tmp_path: Path) -> None:
     # Named by the user, the layout is used whatever the detection says.
     named = read_events(path, IngestConfig(layout="sequence_pairs")).report
     assert named.layout == "sequence_pairs" and named.rows_used == 6
+
+
+def test_action_map_ignores_case_and_names_keys_that_match_nothing(tmp_path: Path) -> None:
+    p = _csv(
+        tmp_path / "shop.csv",
+        "customer_id,timestamp,action,item_id\n"
+        "a,1704067200,View,s1\na,1704067260,Checkout,s1\nb,1704067200,View,s2\n",
+    )
+    cfg = IngestConfig(action_map={"checkout": "purchase", "chekout": "purchase"})
+    _, rep, _ = load_sequences(p, cfg)
+    assert rep.actions == {"view": 2, "purchase": 1}
+    note = next(n for n in rep.notes if "not in the action column" in n)
+    assert "'chekout'" in note and "'Checkout'" in note and "'checkout'," not in note

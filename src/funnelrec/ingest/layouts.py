@@ -223,6 +223,9 @@ def translate_action(raw: str, layout: Layout, user_map: dict[str, str]) -> str:
     key = raw.strip()
     if key in user_map:
         return user_map[key]
+    folded = {k.strip().lower(): v for k, v in user_map.items()}
+    if key.lower() in folded:  # `--action checkout=purchase` also maps 'Checkout'
+        return folded[key.lower()]
     if key in layout.actions:
         return layout.actions[key]
     low = key.lower()

@@ -171,6 +171,7 @@ def read_events(
         timestamps="",
         has_time=layout.kind == "events",
     )
+    report.notes.extend(src.notes)
     report.rows_read = int(con.execute("SELECT count(*) FROM raw_src").fetchone()[0])
     report.rows_read += len(src.parse_rejects)
     if report.rows_read == 0:
@@ -209,20 +210,31 @@ def read_events(
         )
     rejects = _collect_rejects(con, src)
     _note_unclosed_quotes(rejects, report)
+    failed = None if rejects_path is None else _failed_path(Path(rejects_path))
+    if report.rows_used == 0:
+        # A failed read leaves an earlier run's rejects file alone (it belongs to the files
+        # beside it) and writes its own rows to `<name>.failed.csv`.
+        quotes = [n for n in report.notes if "unclosed quote" in n]
+        if failed is not None and len(rejects):
+            _write_atomic_csv(rejects, failed)
+            quotes.append(f"every row with its reason written to {failed}")
+        raise InputError(
+            "zero usable rows: every row was rejected" + "".join(f"; {n}" for n in quotes),
+            path=src.path,
+            expected="rows with customer id, timestamp, action and item id",
+            found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
+        )
+    if rejects_path is not None:
+        # An earlier run's files under these names would describe other input.
+        for stale in (Path(rejects_path), failed):
+            if stale is not None and stale.is_file():
+                stale.unlink()
     if len(rejects) and rejects_path is not None:
         _write_atomic_csv(rejects, Path(rejects_path))
         report.rejects_path = str(rejects_path)
     elif len(rejects):
         report.notes.append(
             f"{len(rejects)} rejected or duplicate rows (pass rejects_path to keep them)"
-        )
-    if report.rows_used == 0:
-        quotes = [n for n in report.notes if "unclosed quote" in n]
-        raise InputError(
-            "zero usable rows: every row was rejected" + "".join(f"; {n}" for n in quotes),
-            path=src.path,
-            expected="rows with customer id, timestamp, action and item id",
-            found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
         )
     if report.has_time:
         early = con.execute(
@@ -495,6 +507,15 @@ def _action_expression(
         )
     mapping = {v: translate_action(v, layout, config.action_map) for v in values}
     report.action_translation = dict(sorted(mapping.items()))
+    seen = {str(v).strip().lower() for v in values}
+    unused = [k for k in config.action_map if k.strip().lower() not in seen]
+    if unused:
+        report.notes.append(
+            "--action names values that are not in the action column: "
+            + ", ".join(repr(k) for k in unused)
+            + "; its values are "
+            + ", ".join(repr(str(v)) for v in sorted(values, key=str)[:20])
+        )
     for target in sorted(set(config.action_map.values()) - set(CANONICAL_ACTIONS)):
         # A new action type is allowed (`repurchase`); a letter off a canonical name is a
         # typo (`add_crt`, `veiw`).
@@ -647,6 +668,10 @@ def _is_sorted(con: duckdb.DuckDBPyConnection) -> bool:
         " AS back FROM events) WHERE back"
     ).fetchone()[0]
     return int(n) == 0
+
+
+def _failed_path(rejects_path: Path) -> Path:
+    return rejects_path.with_name(rejects_path.stem + ".failed" + rejects_path.suffix)
 
 
 def _write_atomic_csv(df: pd.DataFrame, path: Path) -> None:

@@ -11,7 +11,7 @@ import io
 import json
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class RawSource:
     sequence_layout: Layout | None = None
     headerless_layout: Layout | None = None
     csv_lines: CsvLines | None = None
+    notes: list[str] = field(default_factory=list)
 
     def line_of(self, row_no: np.ndarray) -> np.ndarray:
         """File line numbers of data rows (1-based `row_no`, as in `raw_src`); the row
@@ -396,6 +397,8 @@ def _read_csv(
     source = source or path
     # An explicit quote character: without it one badly quoted row can make the sniffer turn
     # quoting off, and then every correctly quoted row splits into too many fields.
+    # No comment character: the sniffer may otherwise pick '#' and silently drop rows
+    # and cut values ("#42" as a customer id, "i3 # promo" as an item).
     opts = [
         "all_varchar = true",
         "store_rejects = true",
@@ -403,8 +406,17 @@ def _read_csv(
         "rejects_scan = 'rej_scans'",
         "max_line_size = 4000000",
         "quote = '\"'",
+        "comment = ''",
     ]
     opts.append(_compression(source))  # whatever the file is called
+    skip, sep = _preamble(lines, delimiter)
+    delimiter = delimiter or sep
+    notes = []
+    if skip:
+        opts.append(f"skip = {skip}")
+        shown = "; ".join(repr(ln[:60]) for ln in lines[:skip][:3])
+        notes.append(f"skipped {skip} line(s) before the header: {shown}")
+        lines = lines[skip:]
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
     headerless = None
@@ -443,7 +455,7 @@ def _read_csv(
     except duckdb.Error as exc:
         raise InputError(f"cannot read CSV: {_first_line(exc)}", path=str(path)) from exc
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT * FROM raw_tbl")
-    header_lines = 0 if has_header is False or _looks_headerless(cols) else 1
+    header_lines = skip + (0 if has_header is False or _looks_headerless(cols) else 1)
     bad = _dedupe_errors(con, "rej_errors")
     n_rows = con.execute("SELECT count(*) FROM raw_tbl").fetchall()[0][0]
     lines = CsvLines(path, header_lines, header_lines + n_rows + len(bad))
@@ -457,8 +469,41 @@ def _read_csv(
         bad["data_row"] = bad["line"] - header_lines
     bad = _reader_rejects(con, bad, "raw_tbl")
     return RawSource(
-        str(path), "csv", cols, header_lines, bad, headerless_layout=headerless, csv_lines=lines
+        str(path),
+        "csv",
+        cols,
+        header_lines,
+        bad,
+        headerless_layout=headerless,
+        csv_lines=lines,
+        notes=notes,
     )
+
+
+def _preamble(lines: list[str], delimiter: str | None) -> tuple[int, str | None]:
+    """Lines before the header to skip, and the delimiter an Excel `sep=X` line names.
+
+    Exports often start with a title, a date or `# comments`. A preamble line is one that
+    starts with '#' or holds no delimiter while a later line does (at most 20 lines).
+    """
+    n, sep = 0, None
+    first = lines[0].lstrip("\ufeff").strip() if lines else ""
+    if len(first) == 5 and first.startswith("sep="):
+        n, sep = 1, first[4]
+    delims = [delimiter or sep] if (delimiter or sep) else list(",;\t|")
+
+    def plain(line: str) -> bool:
+        return not any(d in line for d in delims)
+
+    rest = lines[n:]
+    if not any(not plain(ln) for ln in rest):
+        return n, sep
+    for line in rest[:20]:
+        text = line.lstrip("\ufeff").strip()
+        if not text.startswith("#") and not (text and plain(text)):
+            break
+        n += 1
+    return n, sep
 
 
 def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | None:
