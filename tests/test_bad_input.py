@@ -919,3 +919,26 @@ def test_reusing_an_output_folder_never_mixes_runs(tmp_path: Path) -> None:
     assert [r for r, _ in _rejects(out / "rejects.failed.csv")] == [2, 3]
     assert runner.invoke(app, ["ingest", str(clean), "--out", str(out)]).exit_code == 0
     assert not (out / "rejects.failed.csv").exists()
+
+
+def test_null_markers_are_not_ids(tmp_path: Path) -> None:
+    text = HEADER + f"c1,{T0},view,i1\nNaN,{T0},view,i2\nnull,{T0 + 9},view,i3\nc2,{T0},view,None\n"
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects).report
+    _accounted(report)
+    assert report.rows_used == 1
+    assert _rejects(rejects) == [
+        (3, "customer_id is a null marker"),
+        (4, "customer_id is a null marker"),
+        (5, "item_id is a null marker"),
+    ]
+
+
+def test_unknown_date_format_and_latin1_get_a_way_out(tmp_path: Path) -> None:
+    eu = _write(tmp_path, "eu.csv", HEADER + "c1,14/11/2023 10:00,view,i1\n")
+    with pytest.raises(InputError, match="--timestamp-unit") as info:
+        read_events(eu)
+    assert "'14/11/2023 10:00'" in str(info.value)
+    latin = _write(tmp_path, "latin.csv", HEADER.encode() + b"caf\xe9,1700000000,view,i1\n")
+    with pytest.raises(InputError, match="iconv"):
+        read_events(latin)

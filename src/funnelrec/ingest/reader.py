@@ -210,11 +210,18 @@ def read_events(
         )
     rejects = _collect_rejects(con, src)
     _note_unclosed_quotes(rejects, report)
+    hints = [h for h in [_timestamp_hint(con, colmap, report)] if h]
+    if report.rows_rejected.get("invalid UTF-8 bytes", 0) >= max(1, 0.1 * report.rows_read):
+        hints.append(
+            "many rows are not UTF-8 text: is the file Latin-1 or Windows-1252? Convert it "
+            "with iconv -f WINDOWS-1252 -t UTF-8"
+        )
+    report.notes.extend(hints)
     failed = None if rejects_path is None else _failed_path(Path(rejects_path))
     if report.rows_used == 0:
         # A failed read leaves an earlier run's rejects file alone (it belongs to the files
         # beside it) and writes its own rows to `<name>.failed.csv`.
-        quotes = [n for n in report.notes if "unclosed quote" in n]
+        quotes = [n for n in report.notes if "unclosed quote" in n] + hints
         if failed is not None and len(rejects):
             _write_atomic_csv(rejects, failed)
             quotes.append(f"every row with its reason written to {failed}")
@@ -591,6 +598,11 @@ def _price_expr(raw: str, style: str) -> str:
     return f"coalesce(TRY_CAST({local} AS DOUBLE), {plain})"
 
 
+# Ids that an export wrote for a missing value: taken as ids, every such row would merge
+# into one invented customer (or item).
+_NULL_MARKERS = "('nan', 'null', 'none', 'na', 'n/a', '<na>', 'nil', 'undefined', '#n/a')"
+
+
 def _stage(
     con: duckdb.DuckDBPyConnection,
     colmap: dict,
@@ -619,6 +631,8 @@ def _stage(
                {local_price} AS local_price,
                CASE WHEN cust IS NULL THEN 'empty customer_id'
                     WHEN item IS NULL THEN 'empty item_id'
+                    WHEN lower(cust) IN {_NULL_MARKERS} THEN 'customer_id is a null marker'
+                    WHEN lower(item) IN {_NULL_MARKERS} THEN 'item_id is a null marker'
                     WHEN contains(cust, chr(0)) OR contains(item, chr(0))
                          THEN 'NUL byte in an id'
                     WHEN raw_ts IS NULL THEN 'empty timestamp'
@@ -668,6 +682,28 @@ def _is_sorted(con: duckdb.DuckDBPyConnection) -> bool:
         " AS back FROM events) WHERE back"
     ).fetchone()[0]
     return int(n) == 0
+
+
+def _timestamp_hint(
+    con: duckdb.DuckDBPyConnection, colmap: dict, report: IngestReport
+) -> str | None:
+    """When many timestamps were not understood: examples, and how to give their format."""
+    bad = report.rows_rejected.get("unparseable timestamp", 0)
+    if "timestamp" not in colmap or bad < max(1, 0.1 * report.rows_read):
+        return None
+    examples = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT {_col(colmap, 'timestamp')} FROM raw_src JOIN staged "
+            "USING (row_no) WHERE reason = 'unparseable timestamp' LIMIT 3"
+        ).fetchall()
+    ]
+    return (
+        f"{bad:,} timestamps not understood, e.g. "
+        + ", ".join(repr(e) for e in examples)
+        + ": give their format with --timestamp-unit (a strptime pattern such as "
+        "'%d/%m/%Y %H:%M', or s / ms / iso)"
+    )
 
 
 def _failed_path(rejects_path: Path) -> Path:
