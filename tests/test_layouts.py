@@ -221,3 +221,25 @@ def test_action_map_ignores_case_and_names_keys_that_match_nothing(tmp_path: Pat
     assert rep.actions == {"view": 2, "purchase": 1}
     note = next(n for n in rep.notes if "not in the action column" in n)
     assert "'chekout'" in note and "'Checkout'" in note and "'checkout'," not in note
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_headerless_taobao_variants(tmp_path: Path, named: bool) -> None:
+    """Tabs, a byte-order mark, upper-case behaviours and a bad row do not hide the layout;
+    naming it reads a header-less file by the layout's column order."""
+    rows = [
+        "1\t2268318\t2520377\tPV\t1511544070",
+        "1\t2333346\t2520771\tpv\t1511561733",
+        "1\t3830808\t4181361\tcart\txx",
+        "2\t99\t7\tbuy\t1511561900",
+        "2\t98\t7\tpv\t1511561000",
+    ]
+    p = tmp_path / "ub.tsv"
+    p.write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")
+    cfg = IngestConfig(layout="taobao") if named else None
+    rejects = tmp_path / "rejects.csv"
+    seqs, rep, _ = load_sequences(p, cfg, rejects_path=rejects)
+    assert rep.layout == "taobao" and rep.layout_detected is not named
+    assert rep.rows_used == 4 and rep.rows_rejected == {"unparseable timestamp": 1}
+    assert rejects.read_text().splitlines()[1].startswith("3,")
+    assert sorted(map(str, seqs.vocab.customer_ids)) == ["1", "2"]

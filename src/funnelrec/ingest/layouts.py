@@ -174,17 +174,42 @@ def nearest_layout(columns: list[str]) -> Layout | None:
     return close[0] if len(close) == 1 else None
 
 
-def detect_headerless(first_rows: list[list[str]]) -> Layout | None:
-    """Recognise header-less Taobao rows: five fields, ids numeric, a Taobao behaviour."""
-    if not first_rows:
+def detect_headerless(
+    lines: list[str], delimiter: str | None = None, named: Layout | None = None
+) -> tuple[Layout, str] | None:
+    """Header-less Taobao rows (five fields, numeric ids, a Taobao behaviour) and their
+    delimiter; or `named` (a layout the user gave) when the first line is not its header.
+
+    Tolerant: any of , tab ; | as delimiter, a byte-order mark, upper-case behaviours and
+    one bad row in ten do not hide the layout (the bad rows become rejects).
+    """
+    rows_text = [ln.lstrip("\ufeff") for ln in lines if ln.strip()]
+    if not rows_text:
         return None
+    delims = [delimiter] if delimiter else [",", "\t", ";", "|"]
+    if named is not None:
+        if not named.headerless_names:
+            return None
+        first = rows_text[0].lower()
+        signature = next((sig for lay, sig in _SIGNATURES if lay.name == named.name), set())
+        if signature and all(col in first for col in signature):
+            return None  # it has its header
+        d = max(delims, key=lambda x: rows_text[0].count(x))
+        return named, d
     behaviours = set(TAOBAO.actions) | {"fav"}
-    for row in first_rows:
-        if len(row) != 5 or row[3] not in behaviours:
-            return None
-        if not all(_INT.match(v) for v in (row[0], row[1], row[2], row[4])):
-            return None
-    return TAOBAO
+    for d in delims:
+        good = 0
+        for line in rows_text:
+            row = [v.strip() for v in line.split(d)]
+            good += (
+                len(row) == 5
+                and row[3].lower() in behaviours
+                and all(_INT.match(v) for v in (row[0], row[1], row[2], row[4]))
+            )
+        n = len(rows_text)
+        if good > n / 2 and good >= n - max(1, n // 10):
+            return TAOBAO, d
+    return None
 
 
 def detect_sequence_text(lines: list[str]) -> Layout | None:

@@ -157,6 +157,7 @@ def read_events(
         config.has_header,
         sequences=as_sequences or (config.layout == "auto" and not config.column_map),
         wanted=tuple(v for v in config.column_map.values() if isinstance(v, str)),
+        named=named if named is not None and named.kind == "events" else None,
     )
     layout, detected = _resolve_layout(src, config)
     colmap = _resolve_columns(src, layout, config)

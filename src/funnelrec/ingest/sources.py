@@ -148,12 +148,14 @@ def open_source(
     has_header: bool | None = None,
     sequences: bool | Layout = True,
     wanted: tuple[str, ...] = (),
+    named: Layout | None = None,
 ) -> RawSource:
     """Register `source` as view `raw_src` (all text + `row_no`) and describe it.
 
     `sequences=False` never reads a file as order-only sequence text (the user named an
     event layout or mapped columns); a sequence Layout reads it as that layout. `wanted`:
     column names the user mapped; in JSON, a dotted one (`user.id`) reads a nested field.
+    `named`: the event layout the user named (its header-less column names may apply).
     """
     if isinstance(source, pd.DataFrame):
         return _open_dataframe(con, source)
@@ -198,7 +200,7 @@ def open_source(
         seq = sequences
     if seq is not None:
         return _open_sequence_text(con, path, seq)
-    return _open_csv(con, path, lines, delimiter, has_header)
+    return _open_csv(con, path, lines, delimiter, has_header, named)
 
 
 def _open_dataframe(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> RawSource:
@@ -360,9 +362,10 @@ def _open_csv(
     lines: list[str],
     delimiter: str | None,
     has_header: bool | None,
+    named: Layout | None = None,
 ) -> RawSource:
     try:
-        return _read_csv(con, path, lines, delimiter, has_header)
+        return _read_csv(con, path, lines, delimiter, has_header, named=named)
     except InputError as exc:
         # DuckDB's parser gives up on a file that mixes CRLF and LF line endings (a tool
         # rewrote some lines). Both are valid: read a copy with LF endings, which has the
@@ -372,7 +375,7 @@ def _open_csv(
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / "lf.csv"
             _copy_with_lf(path, copy)
-            return _read_csv(con, path, lines, delimiter, has_header, source=copy)
+            return _read_csv(con, path, lines, delimiter, has_header, copy, named)
 
 
 def _copy_with_lf(path: Path, copy: Path) -> None:
@@ -392,6 +395,7 @@ def _read_csv(
     delimiter: str | None,
     has_header: bool | None,
     source: Path | None = None,
+    named: Layout | None = None,
 ) -> RawSource:
     """Read `path` (or `source`, a copy of it with the same lines) into `raw_tbl`."""
     source = source or path
@@ -417,14 +421,14 @@ def _read_csv(
         shown = "; ".join(repr(ln[:60]) for ln in lines[:skip][:3])
         notes.append(f"skipped {skip} line(s) before the header: {shown}")
         lines = lines[skip:]
+    headerless = None
+    if has_header is None or (has_header is False and named is not None):
+        found = detect_headerless(lines[:20], delimiter, named)
+        if found is not None:
+            headerless, delimiter = found
+            has_header = False
     if delimiter is not None:
         opts.append(f"delim = {sql_str(delimiter)}")
-    headerless = None
-    if has_header is None:
-        rows = [ln.split(",") for ln in lines[:20] if ln.strip()]
-        headerless = detect_headerless(rows)
-        if headerless is not None:
-            has_header = False
     if has_header is not None:
         opts.append(f"header = {str(has_header).lower()}")
     if headerless is not None:
