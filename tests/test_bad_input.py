@@ -612,14 +612,16 @@ def test_zone_offsets_written_after_a_space_are_read(tmp_path: Path) -> None:
     assert ts == {"10": 1704096000.0, "11": 1704103200.0, "12": 1704108600.0}
 
 
-def test_a_nul_byte_past_the_sniffed_head_rejects_its_row(tmp_path: Path) -> None:
-    # A NUL in the first 64 KB refuses the file as binary; one further in is one bad row.
-    text = HEADER + _rows(3000) + f"1,{T0 + 999_999},view,it\x00em\n"
+@pytest.mark.parametrize("early", [False, True])
+def test_a_stray_nul_byte_rejects_its_row(tmp_path: Path, early: bool) -> None:
+    # Many NULs make a file binary; one, early (in the sniffed head) or late, is one bad row.
+    bad = f"1,{T0 + 999_999},view,it\x00em\n"
+    text = HEADER + (bad + _rows(3000) if early else _rows(3000) + bad)
     rejects = tmp_path / "rejects.csv"
     report = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects).report
     _accounted(report)
     assert report.rows_rejected == {"NUL byte in an id": 1}
-    assert _rejects(rejects) == [(3002, "NUL byte in an id")]
+    assert _rejects(rejects) == [(2 if early else 3002, "NUL byte in an id")]
 
 
 def test_nested_json_fields_are_mapped_by_a_dotted_path(tmp_path: Path) -> None:

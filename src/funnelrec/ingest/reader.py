@@ -450,12 +450,17 @@ def _timestamp_expression(
             ) from exc
         report.timestamps = f"strptime format {fmt!r} (given)"
         return f"epoch(try_strptime({raw}, {sql_str(fmt)}))"
+    # "... UTC" / "... GMT" and an offset written after a space ("10:00:00 +02:00").
+    zoned = f"regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00')"
+    zoned = f"regexp_replace({zoned}, '\\s+([+-][0-9]{{2}}:?[0-9]{{2}})$', '\\1')"
+    iso = f"epoch(TRY_CAST({zoned} AS TIMESTAMPTZ))"
     sample = con.execute(
-        f"SELECT {raw} AS v, TRY_CAST({raw} AS DOUBLE) AS num FROM raw_src "
-        f"WHERE {raw} IS NOT NULL LIMIT 20000"
+        f"SELECT {raw} AS v, TRY_CAST({raw} AS DOUBLE) AS num, {iso} IS NOT NULL AS iso_ok "
+        f"FROM raw_src WHERE {raw} IS NOT NULL LIMIT 20000"
     ).df()
     finite = sample["num"].where(np.isfinite(sample["num"].astype("float64")))
     numeric_share = float(finite.notna().mean()) if len(sample) else 0.0
+    iso_share = float((sample["iso_ok"] & finite.isna()).mean()) if len(sample) else 0.0
     unit = config.timestamp_unit if config.timestamp_unit != "auto" else layout.timestamp_unit
     if unit == "auto":
         if numeric_share < 0.5:
@@ -467,18 +472,14 @@ def _timestamp_expression(
     else:
         how = "given" if config.timestamp_unit != "auto" else f"layout {layout.name}"
     div = _UNIT_DIVISORS.get(unit, 1.0)
-    # "... UTC" / "... GMT" and an offset written after a space ("10:00:00 +02:00").
-    zoned = f"regexp_replace({raw}, '\\s*(UTC|GMT)$', '+00:00')"
-    zoned = f"regexp_replace({zoned}, '\\s+([+-][0-9]{{2}}:?[0-9]{{2}})$', '\\1')"
-    iso = f"epoch(TRY_CAST({zoned} AS TIMESTAMPTZ))"
     if unit == "iso":
         report.timestamps = f"ISO date-time strings ({how}); no zone = UTC"
         if numeric_share > 0:
             report.timestamps += f"; {numeric_share:.0%} numeric values read as Unix seconds"
         return f"coalesce({iso}, TRY_CAST({raw} AS DOUBLE))"
     report.timestamps = f"{_UNIT_NAMES[unit]} ({how})"
-    if 0 < numeric_share < 1:
-        report.timestamps += f"; {1 - numeric_share:.0%} ISO strings in the sample also read"
+    if iso_share > 0:
+        report.timestamps += f"; {iso_share:.0%} ISO strings in the sample also read"
     return f"coalesce(TRY_CAST({raw} AS DOUBLE) / {div}, {iso})"
 
 
