@@ -944,3 +944,18 @@ def test_unknown_date_format_and_latin1_get_a_way_out(tmp_path: Path) -> None:
     latin = _write(tmp_path, "latin.csv", HEADER.encode() + b"caf\xe9,1700000000,view,i1\n")
     with pytest.raises(InputError, match="iconv"):
         read_events(latin)
+
+
+def test_rejects_show_the_line_as_the_file_holds_it(tmp_path: Path) -> None:
+    text = (
+        b"customer_id;timestamp;action;item_id\n"
+        b"c1;1700000000;view;i1\n"
+        b'c1;bad;view;"i;2"\n'
+        b"caf\xe9;1700000000;view;i1\n"
+        b"c2;1700000100;purchase;i1\n"
+    )
+    rejects = tmp_path / "rejects.csv"
+    read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects)
+    with open(rejects, newline="", encoding="utf-8") as fh:
+        raw = [row["raw"] for row in csv.DictReader(fh)]
+    assert raw == ['c1;bad;view;"i;2"', "caf\\xe9;1700000000;view;i1"]

@@ -25,7 +25,13 @@ from funnelrec.ingest.layouts import (
     nearest_layout,
     translate_action,
 )
-from funnelrec.ingest.sources import RawSource, open_source, sql_ident, sql_str
+from funnelrec.ingest.sources import (
+    RawSource,
+    file_lines_text,
+    open_source,
+    sql_ident,
+    sql_str,
+)
 from funnelrec.schema import CANONICAL_ACTIONS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, InputError
 
 _UNIT_DIVISORS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
@@ -675,6 +681,13 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, src: RawSource) -> pd.DataF
         return found
     out = pd.concat(parts, ignore_index=True)
     out["line"] = out["line"].astype("int64")
+    if src.format == "csv" and len(out) <= 100_000:
+        # The line as the file holds it, unless the row ran over several lines (a quote).
+        text = file_lines_text(src.path, out["line"].to_numpy(), max_chars=10_000)
+        out["raw"] = [
+            r if "\n" in str(r) else text.get(int(n), r)
+            for n, r in zip(out["line"], out["raw"], strict=True)
+        ]
     return out.sort_values("line", kind="stable").reset_index(drop=True)
 
 

@@ -541,6 +541,30 @@ def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | 
     return np.asarray(starts, dtype=np.int64), is_blank
 
 
+def file_lines_text(
+    path: str | Path, wanted: np.ndarray, max_chars: int = 10_000
+) -> dict[int, str]:
+    """The text of the given 1-based file lines (one pass, stops after the last wanted);
+    a longer line is cut to `max_chars` and says how long it was.
+
+    Why: a reject should show the line as the file holds it (its delimiter, its quoting,
+    its undecodable bytes as \\x escapes), not the fields joined back together.
+    """
+    want = set(int(v) for v in wanted)
+    last = max(want, default=0)
+    out: dict[int, str] = {}
+    with _opener(Path(path))(Path(path), "rb") as fh:
+        for i, line in enumerate(fh, 1):
+            if i in want:
+                text = line.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
+                if len(text) > max_chars:
+                    text = f"{text[:max_chars]}... ({len(text):,} characters)"
+                out[i] = text
+            if i >= last:
+                break
+    return out
+
+
 def _reader_without_sniffing(
     source: Path,
     lines: list[str],
