@@ -959,3 +959,9 @@ def test_rejects_show_the_line_as_the_file_holds_it(tmp_path: Path) -> None:
     with open(rejects, newline="", encoding="utf-8") as fh:
         raw = [row["raw"] for row in csv.DictReader(fh)]
     assert raw == ['c1;bad;view;"i;2"', "caf\\xe9;1700000000;view;i1"]
+
+
+def test_a_repeated_header_column_is_noted(tmp_path: Path) -> None:
+    text = "customer_id,timestamp,action,item_id,customer_id\n" + f"c1,{T0},view,i1,x\n"
+    report = read_events(_write(tmp_path, "events.csv", text)).report
+    assert any("repeats column(s) 'customer_id'" in n for n in report.notes)

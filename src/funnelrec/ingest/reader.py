@@ -179,6 +179,14 @@ def read_events(
         has_time=layout.kind == "events",
     )
     report.notes.extend(src.notes)
+    used = [c for v in colmap.values() for c in ((v,) if isinstance(v, str) else v)]
+    repeated = [c for c in used if f"{c}_1" in src.columns]  # the reader's name for a repeat
+    if repeated:
+        report.notes.append(
+            "the header repeats column(s) "
+            + ", ".join(repr(c) for c in repeated)
+            + ": the first of each is read (map another with --map)"
+        )
     report.rows_read = int(con.execute("SELECT count(*) FROM raw_src").fetchone()[0])
     report.rows_read += len(src.parse_rejects)
     if report.rows_read == 0:
