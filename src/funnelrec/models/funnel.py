@@ -73,6 +73,10 @@ class FunnelModel(Recommender):
         (docs/benchmarks.md, "SVD start as the default").
     anchor : with `item_init="svd"`, weight of a penalty that keeps the trait loadings near
         those SVD components (0 = free), so that each trait keeps a data-given identity.
+    profile_anchor : with `item_init="svd"`, weight of a penalty that keeps trait k of a
+        customer correlated with the projection of their history so far on SVD component
+        k (0 = free): the customer side of `anchor`, a target that is the same for every
+        seed, so retraining yields the same traits.
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
@@ -122,6 +126,7 @@ class FunnelModel(Recommender):
         min_conversion_labels: int = 500,
         item_init: str = "svd",
         anchor: float = 0.0,
+        profile_anchor: float = 0.0,
         trait_l2: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -158,6 +163,7 @@ class FunnelModel(Recommender):
         self.min_conversion_labels = min_conversion_labels
         self.item_init = item_init
         self.anchor = anchor
+        self.profile_anchor = profile_anchor
         self.trait_l2 = trait_l2
         self.seed = seed
 
@@ -171,6 +177,11 @@ class FunnelModel(Recommender):
         for name in ("dropout", "neighbour_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        for name in ("anchor", "profile_anchor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
+            if getattr(self, name) > 0 and self.item_init != "svd":
+                raise ValueError(f"{name} needs item_init='svd' (its components are the target)")
         choices = {"item_init": ("svd", "random"), "encoder": ("transformer", "gru")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -248,9 +259,9 @@ class FunnelModel(Recommender):
         net.set_item_metadata(
             torch.from_numpy(cat), torch.from_numpy(brand), torch.from_numpy(band)
         )
-        self._anchor = None
+        self._anchor, self._svd = None, None
         if self.item_init == "svd":
-            self._anchor = _svd_init(net, train)
+            self._anchor, self._svd = _svd_init(net, train)
         self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
         self.histories_, self._row_index = given, None
         windows, nxt, conv = training_windows(train, self.max_len, self.conversion_)
@@ -260,6 +271,11 @@ class FunnelModel(Recommender):
         lab_next = _pad_labels(windows, nxt, batch_all.items.shape[1])
         lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
         lab_behaviour = _behaviour_labels(windows, nxt, batch_all.items.shape[1])
+        self._proj = None
+        if self.profile_anchor > 0 and self._svd is not None and self.bottleneck:
+            self._proj = _prefix_projections(
+                train, windows, self._svd, self.n_traits, batch_all.items.shape[1]
+            ).to(self.device)
         # Items without a training event are kept out of the full softmax (never pushed down
         # as negatives that can never be positives); after training they are scored from
         # their metadata alone (see `_cold_item_prior`).
@@ -437,6 +453,9 @@ class FunnelModel(Recommender):
                 loss = loss + self.sparsity * tr.mean() + self.decorrelation * _offdiag_corr(tr)
                 if self.trait_l2 > 0:  # keep traits off the flat ends of the sigmoid
                     loss = loss + self.trait_l2 * z.pow(2).mean()
+                if task == 0 and self._proj is not None:
+                    ref = self._proj[rows.to(dev)][:, -T:][r.to(dev), c.to(dev)]
+                    loss = loss + self.profile_anchor * (1.0 - _column_corr(z, ref).mean())
                 if task == 0 and net.cfg.behaviour_heads:
                     act, gap = net.behaviour_logits(tr)
                     next_act = lab_behaviour[0][rows][:, -T:][r, c].to(dev)
@@ -1055,12 +1074,15 @@ def _offdiag_corr(t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _svd_init(net: FunnelNet, train: Sequences) -> torch.Tensor | None:
+def _svd_init(
+    net: FunnelNet, train: Sequences
+) -> tuple[torch.Tensor, np.ndarray] | tuple[None, None]:
     """Start item vectors (and trait k's loadings) from a truncated SVD of log-counts.
 
     Why: with random starts every seed mixes the same trait subspace into different axes;
     data-given starting axes are the same for every seed. Returns the (n_items, k)
-    reference loadings (None when the data are too small for a decomposition).
+    reference loadings and the (n_items, <= k) components the traits start on (None, None
+    when the data are too small for a decomposition).
     """
     from sklearn.decomposition import TruncatedSVD
 
@@ -1069,7 +1091,7 @@ def _svd_init(net: FunnelNet, train: Sequences) -> torch.Tensor | None:
     m.data = np.log1p(m.data)
     c = min(d, min(m.shape) - 1)
     if c < 1:
-        return None
+        return None, None
     svd = TruncatedSVD(c, algorithm="randomized", n_iter=7, random_state=0).fit(m)
     # Unit-norm components, not scaled by their singular values: every trait starts with
     # loadings of the same size, so none is too weak to be pinned down by the data.
@@ -1084,4 +1106,60 @@ def _svd_init(net: FunnelNet, train: Sequences) -> torch.Tensor | None:
         w[torch.arange(kk), torch.arange(kk)] = 1.0
         net.to_loadings.weight.copy_(w)
         ref[:, :kk] = vecs[:, :kk]
-    return ref
+    return ref, svd.components_[: min(k, c)].T.astype(np.float32)  # (n_items, <= k)
+
+
+def _prefix_projections(
+    train: Sequences, windows: Sequences, comps: np.ndarray, k: int, T: int
+) -> torch.Tensor:
+    """(windows, T, k): each window position's history so far projected on the components.
+
+    The projection of log(1 + counts) grows by (log(n + 1) - log(n)) x component row each
+    time an item is seen for the n-th time, so within a window it is a running sum over
+    events, started from the projection of the events before the window.
+    """
+    from scipy import sparse
+
+    rows = train.row_of_events()
+    key = rows.astype(np.int64) * (train.n_items + 1) + train.items
+    order = np.lexsort((np.arange(train.n_events), key))
+    sk = key[order]
+    new = np.ones(len(sk), bool)
+    new[1:] = sk[1:] != sk[:-1]
+    run_start = np.maximum.accumulate(np.where(new, np.arange(len(sk)), 0))
+    nth = np.empty(train.n_events, np.int64)  # 1 for an item's first event, 2 for its second...
+    nth[order] = np.arange(len(sk)) - run_start + 1
+    # Window events are each kept customer's last events: locate them in `train`.
+    keep = np.flatnonzero(train.lengths >= 2)
+    wrows = windows.row_of_events()
+    from_end = windows.offsets[wrows + 1] - np.arange(windows.n_events)  # 1 = last event
+    src = train.offsets[keep + 1][wrows] - from_end
+    in_window = train.lengths.astype(np.int64).copy()  # rows without a window: none before
+    in_window[keep] = windows.lengths
+    pos = np.arange(train.n_events) - train.offsets[rows]
+    pre = pos < (train.lengths - in_window)[rows]  # events before the customer's window
+    m = sparse.csr_matrix(
+        (np.ones(pre.sum()), (np.searchsorted(keep, rows[pre]), train.items[pre])),
+        shape=(len(keep), train.n_items),
+    )
+    m.data = np.log1p(m.data)
+    c = comps.shape[1]
+    proj = np.zeros((windows.n_events, k))
+    step = np.log1p(nth[src]) - np.log1p(nth[src] - 1)
+    proj[:, :c] = step[:, None] * comps[train.items[src]]
+    proj = np.cumsum(proj, axis=0)
+    starts = windows.offsets[:-1]
+    base = np.where((starts > 0)[:, None], proj[np.maximum(starts - 1, 0)], 0.0)
+    proj -= np.repeat(base, windows.lengths, axis=0)  # running sums restart per window
+    proj[:, :c] += np.repeat(np.asarray(m @ comps), windows.lengths, axis=0)
+    out = np.zeros((len(windows), T, k), np.float32)
+    out[wrows, T - from_end] = proj  # left-padded, as in pad_histories
+    return torch.from_numpy(out)
+
+
+def _column_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each column of `a` with the same column of `b`."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = (a.pow(2).sum(0) * b.pow(2).sum(0)).sqrt().clamp(min=1e-8)
+    return (a * b).sum(0) / den
