@@ -73,7 +73,7 @@ def test_taobao_with_and_without_header(tmp_path: Path, header: bool) -> None:
     text = ("user_id,item_id,category_id,behavior_type,timestamp\n" if header else "") + rows
     seqs, rep, _ = load_sequences(_csv(tmp_path / "ub.csv", text))
     assert rep.layout == "taobao" and rep.layout_detected
-    assert rep.rows_used == 5
+    assert rep.rows_used == 5 and rep.n_rejected == 0  # a header is not a bad row
     assert rep.actions["fav"] == 1  # kept as its own type, not merged
     assert "fav" in seqs.vocab.action_names
     assert seqs.vocab.category_names == sorted(["2520377", "2520771", "7"])

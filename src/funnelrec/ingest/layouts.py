@@ -197,17 +197,20 @@ def detect_headerless(
         d = max(delims, key=lambda x: rows_text[0].count(x))
         return named, d
     behaviours = set(TAOBAO.actions) | {"fav"}
+
+    def fits(line: str, d: str) -> bool:
+        row = [v.strip() for v in line.split(d)]
+        return (
+            len(row) == 5
+            and row[3].lower() in behaviours
+            and all(_INT.match(v) for v in (row[0], row[1], row[2], row[4]))
+        )
+
     for d in delims:
-        good = 0
-        for line in rows_text:
-            row = [v.strip() for v in line.split(d)]
-            good += (
-                len(row) == 5
-                and row[3].lower() in behaviours
-                and all(_INT.match(v) for v in (row[0], row[1], row[2], row[4]))
-            )
+        good = [fits(line, d) for line in rows_text]
         n = len(rows_text)
-        if good > n / 2 and good >= n - max(1, n // 10):
+        # The first line must fit (otherwise it is a header); one later line in ten may not.
+        if good[0] and sum(good) > n / 2 and sum(good) >= n - max(1, n // 10):
             return TAOBAO, d
     return None
 
