@@ -544,24 +544,40 @@ def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | 
 def file_lines_text(
     path: str | Path, wanted: np.ndarray, max_chars: int = 10_000
 ) -> dict[int, str]:
-    """The text of the given 1-based file lines (one pass, stops after the last wanted);
-    a longer line is cut to `max_chars` and says how long it was.
+    """The text of the given 1-based file lines (read in blocks, stops after the last
+    wanted); a longer line is cut to `max_chars` and says how long it was.
 
     Why: a reject should show the line as the file holds it (its delimiter, its quoting,
     its undecodable bytes as \\x escapes), not the fields joined back together.
     """
-    want = set(int(v) for v in wanted)
-    last = max(want, default=0)
+    want = np.unique(np.asarray(wanted, dtype=np.int64))
     out: dict[int, str] = {}
+
+    def keep(n: int, raw: bytes) -> None:
+        text = raw.rstrip(b"\r").decode("utf-8", errors="backslashreplace")
+        if len(text) > max_chars:
+            text = f"{text[:max_chars]}... ({len(text):,} characters)"
+        out[n] = text
+
+    first, buf = 1, b""  # file line number of buf's first line
     with _opener(Path(path))(Path(path), "rb") as fh:
-        for i, line in enumerate(fh, 1):
-            if i in want:
-                text = line.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
-                if len(text) > max_chars:
-                    text = f"{text[:max_chars]}... ({len(text):,} characters)"
-                out[i] = text
-            if i >= last:
+        while len(want) and first <= want[-1]:
+            chunk = fh.read(1 << 24)
+            if not chunk:
+                if buf and first in want:
+                    keep(first, buf)
                 break
+            buf += chunk
+            ends = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
+            if not len(ends):
+                continue
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            here = want[(want >= first) & (want < first + len(ends))]
+            for n in here.tolist():
+                i = n - first
+                keep(n, buf[starts[i] : ends[i]])
+            first += len(ends)
+            buf = buf[ends[-1] + 1 :]
     return out
 
 
