@@ -178,8 +178,14 @@ def open_source(
             path=str(path),
             expected="UTF-8: save it again as 'CSV UTF-8', or iconv -f UTF-16 -t UTF-8",
         )
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n"):
+        raise InputError(
+            "file is empty (only blank lines or a byte-order mark)",
+            path=str(path),
+            expected="a header and event rows",
+        )
     # A stray NUL in a text file is one bad row (rejected with its line); many are binary.
-    if head.count(b"\x00") > max(2, len(head) // 1000) or b"\n" not in head.replace(b"\r", b"\n"):
+    if head.count(b"\x00") > max(2, len(head) // 1000):
         raise InputError(
             "file looks binary (contains NUL bytes), not a text table",
             path=str(path),
@@ -414,6 +420,7 @@ def _read_csv(
         "comment = ''",
     ]
     opts.append(_compression(source))  # whatever the file is called
+    given = delimiter
     skip, sep = _preamble(lines, delimiter)
     delimiter = delimiter or sep
     notes = []
@@ -443,6 +450,14 @@ def _read_csv(
         # and let the reader reject the bad rows one by one instead of refusing the file.
         reader, cols = _reader_without_sniffing(source, lines, delimiter, opts, exc, path)
     header = lines[0] if lines else ""
+    others = [d for d in ",;\t|" if d != given and d in header]
+    if given is not None and len(cols) == 1 and others:
+        raise InputError(
+            f"--delimiter {given!r} does not split the header, which holds {others[0]!r}",
+            path=str(path),
+            expected=f"--delimiter {others[0]!r}, or no --delimiter to detect it",
+            found=header[:200],
+        )
     if (
         len(cols) == 1
         and delimiter is None
