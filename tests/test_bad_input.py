@@ -968,3 +968,10 @@ def test_a_repeated_header_column_is_noted(tmp_path: Path) -> None:
     text = "customer_id,timestamp,action,item_id,customer_id\n" + f"c1,{T0},view,i1,x\n"
     report = read_events(_write(tmp_path, "events.csv", text)).report
     assert any("repeats column(s) 'customer_id'" in n for n in report.notes)
+
+
+def test_new_action_types_are_named_only_from_used_rows(tmp_path: Path) -> None:
+    text = HEADER + f"c1,{T0},view,i1\n" + HEADER + f"c1,{T0 + 9},wishlist,i2\n"
+    report = read_events(_write(tmp_path, "events.csv", text)).report
+    kept = [n for n in report.notes if n.startswith("kept as action types")]
+    assert kept == ["kept as action types of their own: wishlist"]

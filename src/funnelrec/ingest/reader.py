@@ -42,6 +42,7 @@ _UNIT_NAMES = {
     "ns": "Unix nanoseconds",
 }
 FUTURE_TOLERANCE_S = 86_400.0
+_KEPT = "kept as action types of their own: "
 PLAUSIBLE_SINCE = 631_152_000  # 1990-01-01 UTC: earlier e-commerce events are a unit slip
 
 
@@ -275,6 +276,13 @@ def read_events(
             "SELECT action, count(*) FROM events GROUP BY action ORDER BY count(*) DESC"
         ).fetchall()
     )
+    # New action types are named only where a used row carries them (a repeated header
+    # line's "behavior_type" is a rejected row, not an action type).
+    for i, note in enumerate(report.notes):
+        if note.startswith(_KEPT):
+            names = [a for a in note[len(_KEPT) :].split(", ") if a in report.actions]
+            report.notes[i] = _KEPT + ", ".join(names) if names else ""
+    report.notes = [n for n in report.notes if n]
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
     return EventTable(
@@ -556,7 +564,7 @@ def _action_expression(
     known = set(CANONICAL_ACTIONS) | set(config.action_map.values())
     extra = sorted({a for a in mapping.values() if a not in known})
     if extra and not config.strict_actions:
-        report.notes.append("kept as action types of their own: " + ", ".join(extra))
+        report.notes.append(_KEPT + ", ".join(extra))
     rows = [(k, v, v in known or not config.strict_actions) for k, v in mapping.items()]
     con.register("action_map_df", pd.DataFrame(rows, columns=["am_raw", "am_action", "am_ok"]))
     con.execute("CREATE OR REPLACE TEMP TABLE action_map AS SELECT * FROM action_map_df")
