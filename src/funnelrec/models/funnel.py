@@ -363,6 +363,7 @@ class FunnelModel(Recommender):
             None if proxy_valid else valid, mask_history, int((lab_conv > 0).sum())
         )
         self.fit_seconds_ = time.perf_counter() - started
+        self._proj = None  # (windows, T, k) training targets: not needed after fitting
         return self
 
     @torch.no_grad()
