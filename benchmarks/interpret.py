@@ -351,7 +351,9 @@ def attribute_measures(
     return out
 
 
-def cold_start(seqs: Sequences, target: str, mask: bool = False) -> dict[str, Any]:
+def cold_start(
+    seqs: Sequences, target: str, mask: bool = False, kw: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """HR@10 / NDCG@10 of funnel, pop and item-KNN for customers with 1-3 events.
 
     Two views: the natural 1-3-event contexts of the test split, and every test case cut to
@@ -359,7 +361,11 @@ def cold_start(seqs: Sequences, target: str, mask: bool = False) -> dict[str, An
     """
     split = make_split(seqs, SplitConfig(protocol="loo", target=target))
     valid = (split.valid.contexts(split.full), split.valid.targets)
-    models = {"funnel": FunnelModel(), "pop": MODELS["pop"](), "itemknn": MODELS["itemknn"]()}
+    models = {
+        "funnel": FunnelModel(**(kw or {})),
+        "pop": MODELS["pop"](),
+        "itemknn": MODELS["itemknn"](),
+    }
     ctx = split.test.contexts(split.full)
     targets = split.test.targets
     lengths = ctx.lengths
@@ -388,7 +394,13 @@ def cold_start(seqs: Sequences, target: str, mask: bool = False) -> dict[str, An
     return out
 
 
-def cold_items(seqs: Sequences, target: str, frac: float = 0.1, seed: int = 0) -> dict[str, Any]:
+def cold_items(
+    seqs: Sequences,
+    target: str,
+    frac: float = 0.1,
+    seed: int = 0,
+    kw: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Items held out of training but known by their metadata: how well are they ranked?
 
     A random `frac` of the items loses every training event; test cases whose target is one
@@ -406,8 +418,8 @@ def cold_items(seqs: Sequences, target: str, frac: float = 0.1, seed: int = 0) -
     valid = (split.valid.contexts(split.full).select(vrows), split.valid.targets[vrows])
     out: dict[str, Any] = {"held_out_items": len(held), "cases": len(rows)}
     models = {
-        "funnel (metadata)": FunnelModel(),
-        "funnel (no metadata)": FunnelModel(use_metadata=False),
+        "funnel (metadata)": FunnelModel(**(kw or {})),
+        "funnel (no metadata)": FunnelModel(**{**(kw or {}), "use_metadata": False}),
         "pop": MODELS["pop"](),
     }
     for name, m in models.items():
@@ -475,10 +487,11 @@ def run(
             results[part] = coherence(model, seqs)
         elif part == "colditems":
             target = "purchase" if dataset in ("generator", "taobao", "jdata") else "any"
-            results[part] = cold_items(seqs, target)
+            results[part] = cold_items(seqs, target, kw=kw)
         elif part == "coldstart":
             target = "purchase" if dataset in ("generator", "taobao", "jdata") else "any"
-            results[part] = cold_start(seqs, target, mask=dataset in ("beauty", "sports", "toys"))
+            masked_cs = dataset in ("beauty", "sports", "toys")
+            results[part] = cold_start(seqs, target, mask=masked_cs, kw=kw)
         else:
             continue
         print(
