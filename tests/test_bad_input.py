@@ -975,3 +975,13 @@ def test_new_action_types_are_named_only_from_used_rows(tmp_path: Path) -> None:
     report = read_events(_write(tmp_path, "events.csv", text)).report
     kept = [n for n in report.notes if n.startswith("kept as action types")]
     assert kept == ["kept as action types of their own: wishlist"]
+
+
+def test_a_list_column_is_not_an_id_column(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"customer_id": ["c1"], "timestamp": [T0], "action": ["view"], "item_id": [[1, 2]]}
+    )
+    frame.to_parquet(tmp_path / "events.parquet")
+    with pytest.raises(InputError, match="holds BIGINT\\[\\] values") as info:
+        read_events(tmp_path / "events.parquet")
+    assert info.value.column == "item_id"

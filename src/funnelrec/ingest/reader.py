@@ -180,6 +180,16 @@ def read_events(
         has_time=layout.kind == "events",
     )
     report.notes.extend(src.notes)
+    for canon in ("customer_id", "item_id", "timestamp", "action"):
+        mapped = colmap.get(canon, ())
+        for col in (mapped,) if isinstance(mapped, str) else mapped:
+            if col in src.nested:
+                raise InputError(
+                    f"column '{col}' ({canon}) holds {src.nested[col]} values, not single values",
+                    path=src.path,
+                    column=col,
+                    expected=f"one {canon} per row (explode the list first, or --map another)",
+                )
     used = [c for v in colmap.values() for c in ((v,) if isinstance(v, str) else v)]
     repeated = [c for c in used if f"{c}_1" in src.columns]  # the reader's name for a repeat
     if repeated:

@@ -43,6 +43,7 @@ class RawSource:
     headerless_layout: Layout | None = None
     csv_lines: CsvLines | None = None
     notes: list[str] = field(default_factory=list)
+    nested: dict[str, str] = field(default_factory=dict)  # list / struct columns: their type
 
     def line_of(self, row_no: np.ndarray) -> np.ndarray:
         """File line numbers of data rows (1-based `row_no`, as in `raw_src`); the row
@@ -226,20 +227,23 @@ def _open_dataframe(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> RawSour
 
 def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> RawSource:
     try:
-        cols = [
-            r[0]
-            for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({sql_str(str(path))})"
-            ).fetchall()
-        ]
+        described = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({sql_str(str(path))})"
+        ).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"cannot read Parquet: {_first_line(exc)}", path=str(path)) from exc
+    cols = [r[0] for r in described]
+    nested = {
+        r[0]: str(r[1])
+        for r in described
+        if str(r[1]).endswith("]") or str(r[1]).startswith(("STRUCT", "MAP", "UNION"))
+    }
     select = ", ".join(f"CAST({sql_ident(c)} AS VARCHAR) AS {sql_ident(c)}" for c in cols)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT file_row_number + 1 AS row_no, {select} "
         f"FROM read_parquet({sql_str(str(path))}, file_row_number = true)"
     )
-    return RawSource(str(path), "parquet", cols, 0, _empty_rejects())
+    return RawSource(str(path), "parquet", cols, 0, _empty_rejects(), nested=nested)
 
 
 def _open_jsonl(
