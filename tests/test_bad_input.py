@@ -985,3 +985,47 @@ def test_a_list_column_is_not_an_id_column(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds BIGINT\\[\\] values") as info:
         read_events(tmp_path / "events.parquet")
     assert info.value.column == "item_id"
+
+
+def test_rejects_never_replace_the_input_or_a_file_we_did_not_write(tmp_path: Path) -> None:
+    events = _write(tmp_path, "rejects.csv", HEADER + _rows(3))
+    with pytest.raises(InputError, match="would overwrite the input"):
+        read_events(events, rejects_path=events)
+    assert events.read_text() == HEADER + _rows(3)
+    mine = _write(tmp_path, "notes.csv", "my own notes\n")
+    read_events(_write(tmp_path, "clean.csv", HEADER + _rows(3)), rejects_path=mine)
+    assert mine.read_text() == "my own notes\n"  # not ours to remove: it is no rejects file
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["Sales export\n\n", "Sales export\n\n\n", "# report\n# of March\n\n", "Title\r\n"],
+)
+def test_preamble_with_blank_lines_or_other_line_endings_keeps_true_lines(
+    tmp_path: Path, before: str
+) -> None:
+    rows = [f"c1,{T0},view,i1", "c1,bad,view,i2", f"c2,{T0 + 5},purchase,i3"]
+    end = "\r\n" if "\r" in before else "\n"
+    text = before + HEADER + rows[0] + end + rows[1] + "\n" + rows[2] + end
+    rejects = tmp_path / "rejects.csv"
+    report = read_events(_write(tmp_path, "events.csv", text), rejects_path=rejects).report
+    bad_line = text.replace("\r\n", "\n").split("\n").index(rows[1]) + 1
+    assert report.rows_used == 2 and _rejects(rejects) == [(bad_line, "unparseable timestamp")]
+
+
+def test_lines_starting_with_hash_that_hold_fields_are_not_skipped(tmp_path: Path) -> None:
+    text = "#customer_id,timestamp,action,item_id\n" + f"c1,{T0},view,i1\n"
+    with pytest.raises(InputError, match="missing required column") as info:
+        read_events(_write(tmp_path, "events.csv", text))
+    assert "#customer_id" in str(info.value)  # --map customer_id=#customer_id reads it
+    plain = _write(tmp_path, "plain.csv", f"#42,{T0},view,i9\nc1,{T0},view,i1\n")
+    cfg = IngestConfig(
+        has_header=False,
+        column_map={
+            "customer_id": "column0",
+            "timestamp": "column1",
+            "action": "column2",
+            "item_id": "column3",
+        },
+    )
+    assert read_events(plain, cfg).report.rows_used == 2

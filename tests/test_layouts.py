@@ -243,3 +243,13 @@ def test_headerless_taobao_variants(tmp_path: Path, named: bool) -> None:
     assert rep.rows_used == 4 and rep.rows_rejected == {"unparseable timestamp": 1}
     assert rejects.read_text().splitlines()[1].startswith("3,")
     assert sorted(map(str, seqs.vocab.customer_ids)) == ["1", "2"]
+
+
+def test_named_taobao_with_its_own_header_names_is_read_by_map(tmp_path: Path) -> None:
+    p = _csv(
+        tmp_path / "ub.csv",
+        "user_id,item_id,category_id,behavior,timestamp\n1,2,3,pv,1511544070\n1,2,3,buy,1511544090\n",
+    )
+    cfg = IngestConfig(layout="taobao", column_map={"action": "behavior"})
+    _, rep, _ = load_sequences(p, cfg)
+    assert rep.rows_used == 2 and rep.n_rejected == 0

@@ -188,14 +188,15 @@ def detect_headerless(
         return None
     delims = [delimiter] if delimiter else [",", "\t", ";", "|"]
     if named is not None:
+        # Header-less only when the first line is data: its first fields are numeric ids
+        # (a header with other names than the layout's is still a header, read by --map).
         if not named.headerless_names:
             return None
-        first = rows_text[0].lower()
-        signature = next((sig for lay, sig in _SIGNATURES if lay.name == named.name), set())
-        if signature and all(col in first for col in signature):
-            return None  # it has its header
         d = max(delims, key=lambda x: rows_text[0].count(x))
-        return named, d
+        first = [v.strip().strip('"') for v in rows_text[0].split(d)]
+        if len(first) >= 3 and all(_INT.match(v) for v in first[:3]):
+            return named, d
+        return None
     behaviours = set(TAOBAO.actions) | {"fav"}
 
     def fits(line: str, d: str) -> bool:

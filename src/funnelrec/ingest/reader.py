@@ -148,6 +148,16 @@ def read_events(
     """
     config = config or IngestConfig()
     started = time.perf_counter()
+    if (
+        rejects_path is not None
+        and isinstance(source, str | Path)
+        and Path(rejects_path).is_file()
+        and Path(source).is_file()
+        and Path(rejects_path).samefile(source)
+    ):
+        raise InputError(
+            "the rejects file would overwrite the input", path=str(source), found=str(rejects_path)
+        )
     if isinstance(source, str | Path) and Path(source).suffix.lower() in (".sqlite", ".db"):
         if not Path(source).is_file():
             raise InputError("file not found", path=str(source))
@@ -258,9 +268,9 @@ def read_events(
             found=", ".join(f"{k}: {v}" for k, v in report.rows_rejected.items()),
         )
     if rejects_path is not None:
-        # An earlier run's files under these names would describe other input.
+        # An earlier run's rejects under these names would describe other input.
         for stale in (Path(rejects_path), failed):
-            if stale is not None and stale.is_file():
+            if stale is not None and _earlier_rejects(stale, src.path):
                 stale.unlink()
     if len(rejects) and rejects_path is not None:
         _write_atomic_csv(rejects, Path(rejects_path))
@@ -707,7 +717,8 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, src: RawSource) -> pd.DataF
         return found
     out = pd.concat(parts, ignore_index=True)
     out["line"] = out["line"].astype("int64")
-    if src.format == "csv" and len(out) <= 100_000:
+    exact = src.csv_lines is not None and src.csv_lines.exact
+    if src.format == "csv" and exact and len(out) <= 100_000:
         # The line as the file holds it, unless the row ran over several lines (a quote).
         text = file_lines_text(src.path, out["line"].to_numpy(), max_chars=10_000)
         out["raw"] = [
@@ -745,6 +756,15 @@ def _timestamp_hint(
         + ": give their format with --timestamp-unit (a strptime pattern such as "
         "'%d/%m/%Y %H:%M', or s / ms / iso)"
     )
+
+
+def _earlier_rejects(path: Path, source: str) -> bool:
+    """Whether `path` is a rejects file an earlier read wrote (never the input itself or
+    any other file of the user's, which only look like one by name)."""
+    if not path.is_file() or (Path(source).exists() and path.samefile(source)):
+        return False
+    with open(path, "rb") as fh:
+        return fh.readline().rstrip(b"\r\n") == b"line,reason,raw"
 
 
 def _failed_path(rejects_path: Path) -> Path:

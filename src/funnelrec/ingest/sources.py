@@ -88,6 +88,12 @@ class CsvLines:
     def records(self) -> tuple[np.ndarray, np.ndarray] | None:
         return _csv_records(self.path, self.n_records)
 
+    @cached_property
+    def exact(self) -> bool:
+        """Whether data rows' file lines are known exactly (records found, or one per line);
+        when not, a row's line is an estimate (its row number plus the header lines)."""
+        return self.records is not None or _count_lines(self.path) == self.n_records
+
     def row_lines(self) -> np.ndarray | None:
         """File line of data row r at [r - 1]; None where it is r + header_lines."""
         if self.records is None:
@@ -375,18 +381,22 @@ def _open_csv(
     has_header: bool | None,
     named: Layout | None = None,
 ) -> RawSource:
+    # DuckDB's parser gives up on a file that mixes CRLF and LF line endings (a tool
+    # rewrote some lines): an error, or no rows at all after a skipped preamble. Both
+    # endings are valid: read a copy with LF endings, which has the same lines, so every
+    # reject keeps its line number.
     try:
-        return _read_csv(con, path, lines, delimiter, has_header, named=named)
+        src = _read_csv(con, path, lines, delimiter, has_header, named=named)
+        empty = not con.execute("SELECT count(*) FROM raw_tbl").fetchone()[0]
+        if not (empty and not len(src.parse_rejects) and b"\r" in _head_bytes(path)):
+            return src
     except InputError as exc:
-        # DuckDB's parser gives up on a file that mixes CRLF and LF line endings (a tool
-        # rewrote some lines). Both are valid: read a copy with LF endings, which has the
-        # same lines, so every reject keeps its line number.
         if "invalid state" not in str(exc):
             raise
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / "lf.csv"
-            _copy_with_lf(path, copy)
-            return _read_csv(con, path, lines, delimiter, has_header, copy, named)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "lf.csv"
+        _copy_with_lf(path, copy)
+        return _read_csv(con, path, lines, delimiter, has_header, copy, named)
 
 
 def _copy_with_lf(path: Path, copy: Path) -> None:
@@ -425,12 +435,12 @@ def _read_csv(
     ]
     opts.append(_compression(source))  # whatever the file is called
     given = delimiter
-    skip, sep = _preamble(lines, delimiter)
+    skip, skip_text, sep = _preamble(lines, delimiter, has_header)
     delimiter = delimiter or sep
     notes = []
     if skip:
         opts.append(f"skip = {skip}")
-        shown = "; ".join(repr(ln[:60]) for ln in lines[:skip][:3])
+        shown = "; ".join(repr(ln[:60]) for ln in lines[:skip] if ln.strip())
         notes.append(f"skipped {skip} line(s) before the header: {shown}")
         lines = lines[skip:]
     headerless = None
@@ -479,7 +489,8 @@ def _read_csv(
     except duckdb.Error as exc:
         raise InputError(f"cannot read CSV: {_first_line(exc)}", path=str(path)) from exc
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT * FROM raw_tbl")
-    header_lines = skip + (0 if has_header is False or _looks_headerless(cols) else 1)
+    # Non-blank lines before the first data row (blank ones are records of their own below).
+    header_lines = skip_text + (0 if has_header is False or _looks_headerless(cols) else 1)
     bad = _dedupe_errors(con, "rej_errors")
     n_rows = con.execute("SELECT count(*) FROM raw_tbl").fetchall()[0][0]
     lines = CsvLines(path, header_lines, header_lines + n_rows + len(bad))
@@ -504,30 +515,53 @@ def _read_csv(
     )
 
 
-def _preamble(lines: list[str], delimiter: str | None) -> tuple[int, str | None]:
-    """Lines before the header to skip, and the delimiter an Excel `sep=X` line names.
+def _preamble(
+    lines: list[str], delimiter: str | None, has_header: bool | None = None
+) -> tuple[int, int, str | None]:
+    """Lines to skip before the header: (all of them, the non-blank ones, the delimiter an
+    Excel `sep=X` line names).
 
-    Exports often start with a title, a date or `# comments`. A preamble line is one that
-    starts with '#' or holds no delimiter while a later line does (at most 20 lines).
+    Exports often start with a title, a date or `# comments`. A preamble line holds no
+    delimiter, or starts with '#' and has fewer fields than the line after it; blank lines
+    between such lines and the header are skipped with them (at most 20 lines). A file
+    read without a header (`has_header=False`) has no preamble but `sep=`.
     """
-    n, sep = 0, None
-    first = lines[0].lstrip("\ufeff").strip() if lines else ""
+    n, text_lines, sep = 0, 0, None
+    first = lines[0].lstrip("\ufeff").rstrip("\r\n") if lines else ""
     if len(first) == 5 and first.startswith("sep="):
-        n, sep = 1, first[4]
+        n, text_lines, sep = 1, 1, first[4]
+    if has_header is False:
+        return n, text_lines, sep
     delims = [delimiter or sep] if (delimiter or sep) else list(",;\t|")
 
-    def plain(line: str) -> bool:
-        return not any(d in line for d in delims)
+    def fields(line: str) -> int:
+        return 1 + max(line.count(d) for d in delims)
 
-    rest = lines[n:]
-    if not any(not plain(ln) for ln in rest):
-        return n, sep
-    for line in rest[:20]:
-        text = line.lstrip("\ufeff").strip()
-        if not text.startswith("#") and not (text and plain(text)):
-            break
-        n += 1
-    return n, sep
+    rest = [ln.lstrip("\ufeff").strip() for ln in lines[n:]]
+    pending = 0  # blank lines seen since the last preamble line
+    for i, text in enumerate(rest[:20]):
+        if not text:
+            pending += 1
+            continue
+        after = next((t for t in rest[i + 1 :] if t), "")
+        if fields(text) == 1 or (text.startswith("#") and after and fields(text) < fields(after)):
+            if not any(fields(t) > 1 for t in rest[i + 1 :]):
+                break  # nothing delimited follows: not a preamble, a one-column file
+            n, text_lines, pending = n + pending + 1, text_lines + 1, 0
+            continue
+        if text_lines:
+            n += pending  # blank lines between the preamble and the header
+        break
+    return n, text_lines, sep
+
+
+def _count_lines(path: Path) -> int:
+    n_lines, last = 0, b"\n"
+    with _opener(path)(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n_lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n_lines + (last != b"\n")
 
 
 def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -538,17 +572,10 @@ def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | 
     and quoted fields that hold line breaks make that differ from the row number. If the
     records found here disagree with the reader's count, row numbers stay.
     """
-    opener = _opener(path)
-    n_lines, last = 0, b"\n"
-    with opener(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            n_lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    n_lines += last != b"\n"
-    if n_lines == n_records:
+    if _count_lines(path) == n_records:
         return None
     starts, blank, quoted = [], [], False
-    with opener(path, "rb") as fh:
+    with _opener(path)(path, "rb") as fh:
         for i, line in enumerate(fh, 1):
             if not quoted:
                 starts.append(i)

@@ -169,6 +169,9 @@ class FunnelModel(Recommender):
 
     def check_params(self) -> None:
         """Raise ValueError for settings no fit could use, before any data is read."""
+        for name, value in self.get_params().items():
+            if isinstance(value, float) and not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value}")
         for name in ("n_traits", "epochs", "batch_size", "d_model", "max_len", "n_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
