@@ -85,14 +85,20 @@ class CsvLines:
         self.path, self.header_lines, self.n_records = path, header_lines, n_records
 
     @cached_property
+    def n_lines(self) -> int:
+        return _count_lines(self.path)
+
+    @cached_property
     def records(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.n_lines == self.n_records:
+            return None
         return _csv_records(self.path, self.n_records)
 
     @cached_property
     def exact(self) -> bool:
         """Whether data rows' file lines are known exactly (records found, or one per line);
         when not, a row's line is an estimate (its row number plus the header lines)."""
-        return self.records is not None or _count_lines(self.path) == self.n_records
+        return self.records is not None or self.n_lines == self.n_records
 
     def row_lines(self) -> np.ndarray | None:
         """File line of data row r at [r - 1]; None where it is r + header_lines."""
@@ -565,15 +571,13 @@ def _count_lines(path: Path) -> int:
 
 
 def _csv_records(path: Path, n_records: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(first file line, is blank) of each record as DuckDB's CSV reader numbers them, or
-    None when every line is one record (the common case, checked by counting lines).
+    """(first file line, is blank) of each record as DuckDB's CSV reader numbers them
+    (asked only when the line count says that some record is not one line).
 
     Why: rejects must name the file line a person finds in an editor; blank lines (skipped)
     and quoted fields that hold line breaks make that differ from the row number. If the
     records found here disagree with the reader's count, row numbers stay.
     """
-    if _count_lines(path) == n_records:
-        return None
     starts, blank, quoted = [], [], False
     with _opener(path)(path, "rb") as fh:
         for i, line in enumerate(fh, 1):
