@@ -183,8 +183,11 @@ class FunnelModel(Recommender):
         for name in ("anchor", "profile_anchor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
-            if getattr(self, name) > 0 and self.item_init != "svd":
-                raise ValueError(f"{name} needs item_init='svd' (its components are the target)")
+            if getattr(self, name) > 0 and (self.item_init != "svd" or not self.bottleneck):
+                raise ValueError(
+                    f"{name} needs item_init='svd' and the trait bottleneck (it anchors traits "
+                    "to the SVD components)"
+                )
         choices = {"item_init": ("svd", "random"), "encoder": ("transformer", "gru")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
