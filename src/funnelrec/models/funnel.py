@@ -76,7 +76,9 @@ class FunnelModel(Recommender):
     profile_anchor : with `item_init="svd"`, weight of a penalty that keeps trait k of a
         customer correlated with the projection of their history so far on SVD component
         k (0 = free): the customer side of `anchor`, a target that is the same for every
-        seed, so retraining yields the same traits.
+        seed, so retraining yields the same traits (5.0: matched correlation over seeds
+        0.88 instead of 0.51, at up to 3% NDCG@10 and later best epochs). Its targets take
+        customers x (max_len + 1) x n_traits floats of memory while fitting.
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
