@@ -42,7 +42,6 @@ _UNIT_NAMES = {
     "ns": "Unix nanoseconds",
 }
 FUTURE_TOLERANCE_S = 86_400.0
-_KEPT = "kept as action types of their own: "
 PLAUSIBLE_SINCE = 631_152_000  # 1990-01-01 UTC: earlier e-commerce events are a unit slip
 
 
@@ -190,24 +189,7 @@ def read_events(
         has_time=layout.kind == "events",
     )
     report.notes.extend(src.notes)
-    for canon in ("customer_id", "item_id", "timestamp", "action"):
-        mapped = colmap.get(canon, ())
-        for col in (mapped,) if isinstance(mapped, str) else mapped:
-            if col in src.nested:
-                raise InputError(
-                    f"column '{col}' ({canon}) holds {src.nested[col]} values, not single values",
-                    path=src.path,
-                    column=col,
-                    expected=f"one {canon} per row (explode the list first, or --map another)",
-                )
-    used = [c for v in colmap.values() for c in ((v,) if isinstance(v, str) else v)]
-    repeated = [c for c in used if f"{c}_1" in src.columns]  # the reader's name for a repeat
-    if repeated:
-        report.notes.append(
-            "the header repeats column(s) "
-            + ", ".join(repr(c) for c in repeated)
-            + ": the first of each is read (map another with --map)"
-        )
+    _check_columns(src, colmap, report)
     report.rows_read = int(con.execute("SELECT count(*) FROM raw_src").fetchone()[0])
     report.rows_read += len(src.parse_rejects)
     if report.rows_read == 0:
@@ -246,12 +228,7 @@ def read_events(
         )
     rejects = _collect_rejects(con, src)
     _note_unclosed_quotes(rejects, report)
-    hints = [h for h in [_timestamp_hint(con, colmap, report)] if h]
-    if report.rows_rejected.get("invalid UTF-8 bytes", 0) >= max(1, 0.1 * report.rows_read):
-        hints.append(
-            "many rows are not UTF-8 text: is the file Latin-1 or Windows-1252? Convert it "
-            "with iconv -f WINDOWS-1252 -t UTF-8"
-        )
+    hints = _hints(con, colmap, report)
     report.notes.extend(hints)
     failed = None if rejects_path is None else _failed_path(Path(rejects_path))
     if report.rows_used == 0:
@@ -296,13 +273,12 @@ def read_events(
             "SELECT action, count(*) FROM events GROUP BY action ORDER BY count(*) DESC"
         ).fetchall()
     )
-    # New action types are named only where a used row carries them (a repeated header
-    # line's "behavior_type" is a rejected row, not an action type).
-    for i, note in enumerate(report.notes):
-        if note.startswith(_KEPT):
-            names = [a for a in note[len(_KEPT) :].split(", ") if a in report.actions]
-            report.notes[i] = _KEPT + ", ".join(names) if names else ""
-    report.notes = [n for n in report.notes if n]
+    # New action types, named from the used rows only (a repeated header line's
+    # "behavior_type" is a rejected row, not an action type).
+    known = set(CANONICAL_ACTIONS) | set(config.action_map.values())
+    extra = [a for a in sorted(report.actions) if a not in known]
+    if extra and not config.strict_actions:
+        report.notes.append("kept as action types of their own: " + ", ".join(extra))
     con.execute("DROP TABLE IF EXISTS staged")
     report.seconds = time.perf_counter() - started
     return EventTable(
@@ -445,13 +421,38 @@ def _resolve_columns(
     return colmap
 
 
+def _check_columns(src: RawSource, colmap: dict, report: IngestReport) -> None:
+    """Refuse list / struct columns as ids, times or actions; note a repeated header name."""
+    for canon in ("customer_id", "item_id", "timestamp", "action"):
+        for col in _names(colmap.get(canon, ())):
+            if col in src.nested:
+                raise InputError(
+                    f"column '{col}' ({canon}) holds {src.nested[col]} values, not single values",
+                    path=src.path,
+                    column=col,
+                    expected=f"one {canon} per row (explode the list first, or --map another)",
+                )
+    used = [c for v in colmap.values() for c in _names(v)]
+    repeated = [c for c in used if f"{c}_1" in src.columns]  # the reader's name for a repeat
+    if repeated:
+        report.notes.append(
+            "the header repeats column(s) "
+            + ", ".join(repr(c) for c in repeated)
+            + ": the first of each is read (map another with --map)"
+        )
+
+
+def _names(mapped: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A column map value (one name, or names coalesced in order) as a tuple."""
+    return (mapped,) if isinstance(mapped, str) else tuple(mapped)
+
+
 def _col(colmap: dict[str, str | tuple[str, ...]], canon: str) -> str:
     """SQL expression for a canonical column as trimmed text, NULL when empty."""
     raw = colmap.get(canon)
     if raw is None:
         return "CAST(NULL AS VARCHAR)"
-    names = (raw,) if isinstance(raw, str) else raw
-    parts = [f"NULLIF(trim(CAST({sql_ident(n)} AS VARCHAR)), '')" for n in names]
+    parts = [f"NULLIF(trim(CAST({sql_ident(n)} AS VARCHAR)), '')" for n in _names(raw)]
     return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
 
@@ -582,9 +583,6 @@ def _action_expression(
                 expected=", ".join(CANONICAL_ACTIONS) + ", or a new action name",
             )
     known = set(CANONICAL_ACTIONS) | set(config.action_map.values())
-    extra = sorted({a for a in mapping.values() if a not in known})
-    if extra and not config.strict_actions:
-        report.notes.append(_KEPT + ", ".join(extra))
     rows = [(k, v, v in known or not config.strict_actions) for k, v in mapping.items()]
     con.register("action_map_df", pd.DataFrame(rows, columns=["am_raw", "am_action", "am_ok"]))
     con.execute("CREATE OR REPLACE TEMP TABLE action_map AS SELECT * FROM action_map_df")
@@ -736,26 +734,29 @@ def _is_sorted(con: duckdb.DuckDBPyConnection) -> bool:
     return int(n) == 0
 
 
-def _timestamp_hint(
-    con: duckdb.DuckDBPyConnection, colmap: dict, report: IngestReport
-) -> str | None:
-    """When many timestamps were not understood: examples, and how to give their format."""
+def _hints(con: duckdb.DuckDBPyConnection, colmap: dict, report: IngestReport) -> list[str]:
+    """The way out when a reason rejects many rows (a tenth or more): an unknown date
+    format (with examples), or a file that is not UTF-8."""
+    many = max(1, 0.1 * report.rows_read)
+    hints = []
     bad = report.rows_rejected.get("unparseable timestamp", 0)
-    if "timestamp" not in colmap or bad < max(1, 0.1 * report.rows_read):
-        return None
-    examples = [
-        r[0]
-        for r in con.execute(
+    if "timestamp" in colmap and bad >= many:
+        examples = con.execute(
             f"SELECT DISTINCT {_col(colmap, 'timestamp')} FROM raw_src JOIN staged "
             "USING (row_no) WHERE reason = 'unparseable timestamp' LIMIT 3"
         ).fetchall()
-    ]
-    return (
-        f"{bad:,} timestamps not understood, e.g. "
-        + ", ".join(repr(e) for e in examples)
-        + ": give their format with --timestamp-unit (a strptime pattern such as "
-        "'%d/%m/%Y %H:%M', or s / ms / iso)"
-    )
+        hints.append(
+            f"{bad:,} timestamps not understood, e.g. "
+            + ", ".join(repr(e[0]) for e in examples)
+            + ": give their format with --timestamp-unit (a strptime pattern such as "
+            "'%d/%m/%Y %H:%M', or s / ms / iso)"
+        )
+    if report.rows_rejected.get("invalid UTF-8 bytes", 0) >= many:
+        hints.append(
+            "many rows are not UTF-8 text: is the file Latin-1 or Windows-1252? Convert it "
+            "with iconv -f WINDOWS-1252 -t UTF-8"
+        )
+    return hints
 
 
 def _earlier_rejects(path: Path, source: str) -> bool:
