@@ -352,3 +352,17 @@ def test_neighbour_dropout_acts_in_training_only() -> None:
     net.eval()
     a, b = scores_before_and_after_moving_the_projection()
     assert not torch.allclose(a, b)
+
+
+def test_lr_decay_steps_down_after_each_epoch_without_progress(split) -> None:
+    valid = (split.valid.contexts(split.full), split.valid.targets)
+    m = FunnelModel(n_traits=4, epochs=8, patience=3, lr=2e-3, lr_decay=0.5, seed=0)
+    m.fit(split.train, valid=valid)
+    best = -1.0
+    for rec, nxt in zip(m.history_, m.history_[1:], strict=False):
+        improved = rec["valid_NDCG@10"] > best
+        best = max(best, rec["valid_NDCG@10"])
+        assert nxt["lr"] == pytest.approx(rec["lr"] * (1.0 if improved else 0.5))
+    assert m.history_[-1]["lr"] < 2e-3  # this fit had epochs without progress
+    with pytest.raises(ValueError, match="lr_decay"):
+        FunnelModel(lr_decay=0.0).check_params()

@@ -287,6 +287,39 @@ def count_matrix(seqs: Sequences, n_rows: int | None = None, rows: np.ndarray | 
     return m
 
 
+def transition_counts(seqs: Sequences, window: int = 3, top: int = 100) -> Any:
+    """(n_items, n_items) scipy CSR: how often item j followed item i within `window` events
+    of one history (weight 1/distance), as log(1 + count), each row cut to its `top` largest.
+
+    Why: the item-to-item evidence of a log at full rank (a 64-dimensional product cannot
+    hold every rare item's successors); cut rows keep memory and scoring time bounded.
+    """
+    from scipy import sparse
+
+    rows, items = seqs.row_of_events(), seqs.items
+    src, dst, val = [], [], []
+    for d in range(1, window + 1):
+        same = (rows[d:] == rows[:-d]) & (items[d:] != items[:-d])
+        src.append(items[:-d][same])
+        dst.append(items[d:][same])
+        val.append(np.full(int(same.sum()), 1.0 / d, np.float32))
+    n = seqs.n_items
+    m = sparse.csr_matrix(
+        (np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape=(n, n)
+    )
+    m.sum_duplicates()
+    m.data = np.log1p(m.data)
+    lengths = np.diff(m.indptr)
+    if top and (lengths > top).any():
+        keep = np.ones(m.nnz, bool)
+        for i in np.flatnonzero(lengths > top):
+            lo, hi = m.indptr[i], m.indptr[i + 1]
+            keep[lo + np.argsort(-m.data[lo:hi], kind="stable")[top:]] = False
+        r = np.repeat(np.arange(n), lengths)
+        m = sparse.csr_matrix((m.data[keep], (r[keep], m.indices[keep])), shape=(n, n))
+    return m
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -41,6 +41,7 @@ from funnelrec.sequences import (
     count_matrix,
     encode_histories,
     load_sequences,
+    transition_counts,
 )
 
 
@@ -58,10 +59,20 @@ class FunnelModel(Recommender):
         encoder's dropout never reaches that linear item-to-item path, which otherwise
         learns the training transitions by heart within a few epochs (Beauty: validation
         NDCG@10 peaks at epoch 6 without it, at epoch 10 and 8% higher with 0.5).
+    covisit_window, covisit_top : the covisit term (with the neighbour term; window 0 =
+        off): each history event also votes for the items that followed its item within
+        `covisit_window` events in training journeys (log counts, each item's `covisit_top`
+        most frequent followers kept), weighted by the neighbour term's learned per-action,
+        per-age weights. Its overall weight is picked on validation after training, from a
+        grid that includes 0, so where it does not help it stays off. Full-rank evidence
+        for rare items that the 64-dimensional neighbour product cannot hold.
     drop_actions : action names removed from the data before fitting and scoring
         (the "no removal events" ablation).
     epochs, batch_size, lr, weight_decay, patience : optimisation; early stopping on
         validation NDCG@10 (patience in epochs).
+    lr_decay : after an epoch that does not improve validation, go back to the best
+        weights and multiply every learning rate by this (1.0 = off): a finer step where
+        the coarse one stopped helping.
     sparsity, decorrelation : penalties that keep traits sparse and non-redundant.
     behaviour_weight : weight of the auxiliary tasks that make the traits also predict the
         next event's action and time gap (0 = off), so profiles carry how customers shop.
@@ -109,12 +120,15 @@ class FunnelModel(Recommender):
         history: bool = True,
         neighbours: bool = True,
         neighbour_dropout: float = 0.5,
+        covisit_window: int = 3,
+        covisit_top: int = 100,
         drop_actions: tuple[str, ...] = (),
         epochs: int = 30,
         batch_size: int = 128,
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         patience: int = 3,
+        lr_decay: float = 1.0,
         sparsity: float = 1e-3,
         decorrelation: float = 1e-2,
         behaviour_weight: float = 0.2,
@@ -146,12 +160,15 @@ class FunnelModel(Recommender):
         self.history = history
         self.neighbours = neighbours
         self.neighbour_dropout = neighbour_dropout
+        self.covisit_window = covisit_window
+        self.covisit_top = covisit_top
         self.drop_actions = tuple(drop_actions)
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
         self.patience = patience
+        self.lr_decay = lr_decay
         self.sparsity = sparsity
         self.decorrelation = decorrelation
         self.behaviour_weight = behaviour_weight
@@ -174,11 +191,23 @@ class FunnelModel(Recommender):
         for name, value in self.get_params().items():
             if isinstance(value, float) and not np.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, not {value}")
-        for name in ("n_traits", "epochs", "batch_size", "d_model", "max_len", "n_heads"):
+        if self.covisit_window < 0:
+            raise ValueError(f"covisit_window must be at least 0, not {self.covisit_window}")
+        for name in (
+            "n_traits",
+            "epochs",
+            "batch_size",
+            "d_model",
+            "max_len",
+            "n_heads",
+            "covisit_top",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.encoder == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
         for name in ("dropout", "neighbour_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
@@ -346,6 +375,7 @@ class FunnelModel(Recommender):
                 "epoch": epoch,
                 "loss": total / max(n, 1),
                 "seconds": time.perf_counter() - started,
+                "lr": opt.param_groups[0]["lr"],
             }
             if valid is not None and len(valid[1]):
                 self._cold_item_prior(net)
@@ -356,6 +386,10 @@ class FunnelModel(Recommender):
                     self.best_epoch_ = epoch
                 else:
                     bad += 1
+                    if self.lr_decay < 1.0 and best_state is not None:
+                        net.load_state_dict(best_state)
+                        for group in opt.param_groups:
+                            group["lr"] *= self.lr_decay
             self.history_.append(record)
             if progress:
                 progress(record)
@@ -370,6 +404,7 @@ class FunnelModel(Recommender):
         self._choose_scoring_task(
             None if proxy_valid else valid, mask_history, int((lab_conv > 0).sum())
         )
+        self._fit_covisit(train, valid, mask_history)
         self.fit_seconds_ = time.perf_counter() - started
         self._proj = None  # (windows, T, k) training targets: not needed after fitting
         return self
@@ -419,6 +454,30 @@ class FunnelModel(Recommender):
             self.score_task_ = max(by_task, key=lambda t: (by_task[t], t))
         elif n_conversion_labels < self.min_conversion_labels:
             self.score_task_ = 0
+
+    def _fit_covisit(self, train: Sequences, valid, mask_history: bool) -> None:
+        """Build the covisit counts from `train` and pick their weight on validation
+        (the grid holds 0: off where it does not help; off without validation cases)."""
+        net = self.net_
+        net.co_scale.zero_()
+        self.covisit_valid_: dict[str, float] = {}
+        self.covisit_seconds_ = 0.0
+        started = time.perf_counter()
+        if not (self.covisit_window > 0 and self.neighbours) or valid is None or not len(valid[1]):
+            return
+        c = transition_counts(train, self.covisit_window, self.covisit_top)
+        net.set_covisit(
+            torch.from_numpy(c.indptr.astype(np.int64)),
+            torch.from_numpy(c.indices.astype(np.int64)),
+            torch.from_numpy(c.data.astype(np.float32)),
+        )
+        grid = (0.0, *(2.0**k for k in range(-6, 5)))
+        found = self._valid_ndcgs(*valid, mask_history=mask_history, alphas=grid)
+        self.covisit_valid_ = {f"{a:g}": round(v, 5) for a, v in zip(grid, found, strict=True)}
+        best = max(range(len(grid)), key=lambda i: (found[i], -i))
+        net.co_scale.fill_(grid[best])
+        net.train(net.training)  # drop cached item vectors
+        self.covisit_seconds_ = time.perf_counter() - started
 
     def _step(
         self,
@@ -504,23 +563,58 @@ class FunnelModel(Recommender):
     def _valid_ndcg(
         self, contexts: Sequences, targets: np.ndarray, mask_history: bool = False
     ) -> float:
+        return self._valid_ndcgs(contexts, targets, mask_history)[0]
+
+    def _valid_ndcgs(
+        self,
+        contexts: Sequences,
+        targets: np.ndarray,
+        mask_history: bool = False,
+        alphas: tuple[float, ...] | None = None,
+    ) -> list[float]:
+        """Validation NDCG@10 as scored now, or one per covisit weight in `alphas` (one
+        encoder pass for all of them)."""
         # Same definition as funnelrec.evaluate (random tie-breaking, full ranking); kept
         # local so that models never import the evaluation layer.
         n = len(contexts)
-        greater, ties = np.zeros(n, np.int64), np.ones(n, np.int64)
+        m = 1 if alphas is None else len(alphas)
+        greater, ties = np.zeros((m, n), np.int64), np.ones((m, n), np.int64)
         # Contexts of similar length together: less padding to encode (scores do not
         # depend on the padding of a batch).
         order = np.argsort(contexts.lengths, kind="stable")
-        for lo in range(0, n, 1024):
-            sl = order[lo : lo + 1024]
+        for lo in range(0, n, 256):
+            sl = order[lo : lo + 256]
             ctx = contexts.select(sl)
-            s = self._score(ctx)
-            if mask_history:
-                s[ctx.row_of_events(), ctx.items] = -np.inf
-            t = s[np.arange(len(sl)), targets[sl]][:, None]
-            greater[sl], ties[sl] = (s > t).sum(1), (s == t).sum(1)
-        r = greater + np.random.default_rng(0).integers(0, ties)
-        return float(np.where(r < 10, 1.0 / np.log2(r + 2.0), 0.0).mean()) if n else 0.0
+            if alphas is None:
+                variants = [self._score(ctx)]
+            else:
+                base, co = self._score_parts(ctx)
+                variants = [base + a * co for a in alphas]
+            for i, s in enumerate(variants):
+                if mask_history:
+                    s[ctx.row_of_events(), ctx.items] = -np.inf
+                t = s[np.arange(len(sl)), targets[sl]][:, None]
+                greater[i, sl], ties[i, sl] = (s > t).sum(1), (s == t).sum(1)
+        out = []
+        for i in range(m):
+            r = greater[i] + np.random.default_rng(0).integers(0, ties[i])
+            out.append(float(np.where(r < 10, 1.0 / np.log2(r + 2.0), 0.0).mean()) if n else 0.0)
+        return out
+
+    @torch.no_grad()
+    def _score_parts(self, histories: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """Scores without the covisit term, and the covisit term at weight 1."""
+        net = self.net_
+        h, hist = self._encode_last(histories)
+        scale = net.co_scale.clone()
+        net.co_scale.zero_()
+        try:
+            base = net.score(h, hist).cpu().numpy()
+        finally:
+            net.co_scale.copy_(scale)
+        if hist is None:
+            return base, np.zeros_like(base)
+        return base, net.covisit(hist[0], hist[2]).cpu().numpy()
 
     # ------------------------------------------------------------------ scoring
     @property
@@ -584,9 +678,10 @@ class FunnelModel(Recommender):
     def decompose(self, history: Sequences, item: int) -> dict[str, Any]:
         """Exact split of one history's score for `item` (dense id) into its parts.
 
-        score = bias + sum_k trait_k contribution + sum_events (repeat + neighbour) parts.
+        score = bias + sum_k trait_k contribution + sum_events (repeat + neighbour + covisit)
+        parts.
         Returns {"score", "bias", "traits": (k,) contributions, "trait_values": (k,),
-        "events": DataFrame with one row per history event and its two contributions}.
+        "events": DataFrame with one row per history event and its three contributions}.
         """
         return self.decompose_items(history, [item])[0]
 
@@ -615,6 +710,7 @@ class FunnelModel(Recommender):
         kept_actions = seqs.actions[-n_kept:] if n_kept else np.zeros(0, np.int64)
         repeat = np.zeros((len(items), n_kept), np.float32)
         neigh = np.zeros((len(items), n_kept), np.float32)
+        covisit = np.zeros((len(items), n_kept), np.float32)
         if hist is not None and n_kept:
             idx, w, nw = (x[0, -n_kept:] for x in hist)
             if self.history:
@@ -623,6 +719,8 @@ class FunnelModel(Recommender):
             if self.neighbours:
                 sims = vecs @ net.neigh_proj(net.item_vectors(idx + 1)).T  # (m, n_kept)
                 neigh = (nw[None, :] * sims).cpu().numpy()
+                if float(net.co_scale) != 0.0:
+                    covisit = self._covisit_parts(idx, nw, j)
         out = []
         for m, item in enumerate(items):
             events = pd.DataFrame(
@@ -632,6 +730,7 @@ class FunnelModel(Recommender):
                     "action": kept_actions,
                     "repeat": repeat[m],
                     "neighbour": neigh[m],
+                    "covisit": covisit[m],
                 }
             )
             out.append(
@@ -643,6 +742,20 @@ class FunnelModel(Recommender):
                     "events": events,
                 }
             )
+        return out
+
+    def _covisit_parts(self, idx: torch.Tensor, nw: torch.Tensor, j: torch.Tensor) -> np.ndarray:
+        """(m, events) covisit contribution of each history event to each item in `j`."""
+        net = self.net_
+        ptr, col, val = (x.cpu().numpy() for x in (net.co_ptr, net.co_idx, net.co_val))
+        items, w, want = idx.cpu().numpy(), nw.cpu().numpy(), j.cpu().numpy()
+        out = np.zeros((len(want), len(items)), np.float32)
+        for e, (i, we) in enumerate(zip(items, w, strict=True)):
+            if we == 0:
+                continue
+            lo, hi = ptr[i], ptr[i + 1]
+            row = dict(zip(col[lo:hi].tolist(), val[lo:hi], strict=True))
+            out[:, e] = [float(net.co_scale) * we * row.get(int(x), 0.0) for x in want]
         return out
 
     @torch.no_grad()
@@ -921,6 +1034,9 @@ class FunnelModel(Recommender):
         FunnelModel.__init__(model, **params)
         model.log_q_ = state.pop("log_q")
         model.net_ = FunnelNet(FunnelNetConfig(**meta["net"]))
+        # Models saved before the covisit term: it is off (empty counts, weight 0).
+        fresh = model.net_.state_dict()
+        state = {**{k: v for k, v in fresh.items() if k.startswith("co_")}, **state}
         try:
             model.net_.load_state_dict(state)
         except RuntimeError as exc:  # weights that do not fit the saved configuration

@@ -8,8 +8,13 @@
             + sum_{(item j, action a) in history} w[a] * r[age] + c[a] * log1p(count)   # repeat
             + sum_{events e} v[a_e] * s[age_e] * (P item_vec(e)) . item_vec(j)          # neighbour
                                        (its summed history vector gets dropout in training)
+            + alpha * sum_{events e} v[a_e] * s[age_e] * C[item(e), j]                # covisit
+                   (C: how often j followed item(e) in training journeys, log-scaled, sparse;
+                    alpha is chosen on validation after training, 0 while training)
 
-Every part is a sum of readable pieces: one per trait, one per history event. `item_vec` adds
+Every part is a sum of readable pieces: one per trait, one per history event. The covisit
+term is the full-rank, count-based twin of the neighbour term: rare items' transitions that a
+64-dimensional product cannot hold. `item_vec` adds
 category, brand and price-band embeddings to the item's own vector, so items with few events
 still land near similar items. `gate`, `w`, `r`, `c`, `v` and `s` are learned (per task: next
 event or next conversion); nothing about how much an action matters is typed in. With
@@ -109,6 +114,12 @@ class FunnelNet(nn.Module):
         self.neigh_action = nn.Parameter(torch.ones(2, cfg.n_actions))
         self.neigh_age = nn.Parameter(torch.linspace(1.0, -2.0, N_AGE_BUCKETS).repeat(2, 1))
         self.history_age = nn.Parameter(torch.linspace(1.0, -2.0, N_AGE_BUCKETS).repeat(2, 1))
+        # Covisit counts as CSR rows (item -> following items) and their weight, set after
+        # training by `set_covisit` (empty and 0 until then).
+        self.register_buffer("co_ptr", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.register_buffer("co_idx", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("co_val", torch.zeros(0))
+        self.register_buffer("co_scale", torch.zeros(()))
         self.register_buffer("item_cat", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
@@ -139,6 +150,35 @@ class FunnelNet(nn.Module):
         self.item_cat.copy_(torch.cat([pad, cat.long()]))
         self.item_brand.copy_(torch.cat([pad, brand.long()]))
         self.item_price.copy_(torch.cat([pad, price.long()]))
+
+    def set_covisit(self, ptr: torch.Tensor, idx: torch.Tensor, val: torch.Tensor) -> None:
+        """Item-to-following-item counts in CSR form (0-based items), see `covisit`."""
+        dev = self.co_ptr.device
+        self.co_ptr, self.co_idx = ptr.long().to(dev), idx.long().to(dev)
+        self.co_val = val.float().to(dev)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The covisit rows' length is known only from the checkpoint.
+        for name in ("co_idx", "co_val"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def covisit(self, idx: torch.Tensor, nw: torch.Tensor) -> torch.Tensor:
+        """(N, T) history items (0-based) and event weights -> (N, n_items) sum over events
+        of weight x C[item, j], without the scale: one sparse row per event."""
+        out = torch.zeros(idx.shape[0], self.cfg.n_items, device=idx.device)
+        r, t = torch.nonzero(nw != 0, as_tuple=True)
+        if len(r) == 0 or len(self.co_idx) == 0:
+            return out
+        items, w = idx[r, t], nw[r, t]
+        start = self.co_ptr[items]
+        cnt = self.co_ptr[items + 1] - start
+        ev = torch.repeat_interleave(torch.arange(len(items), device=idx.device), cnt)
+        first = torch.repeat_interleave(cnt.cumsum(0) - cnt, cnt)
+        pos = start[ev] + torch.arange(len(ev), device=idx.device) - first
+        out.index_put_((r[ev], self.co_idx[pos]), w[ev] * self.co_val[pos], accumulate=True)
+        return out
 
     def item_vectors(self, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Item representations (…, d); `ids` are 1-based (0 = padding). None = all items."""
@@ -352,6 +392,9 @@ class FunnelNet(nn.Module):
                 u = F.dropout(u, self.cfg.neighbour_dropout, self.training)
             left.append(u)
         s = torch.addmm(bias, torch.cat(left, 1), right.T)
+        if self.cfg.neighbours and hist is not None and float(self.co_scale) != 0.0:
+            co = self.co_scale * self.covisit(hist[0], hist[2])
+            s = s + (co if cols is None else co[:, cols])
         if self.cfg.history and hist is not None:
             idx, w, _ = hist
             if cols is None:

@@ -2,8 +2,8 @@
 
 Two views of one recommendation:
 
-- the exact decomposition of the item's score (bias + one part per trait + per-event repeat
-  and neighbour parts), from `FunnelModel.decompose`;
+- the exact decomposition of the item's score (bias + one part per trait + per-event repeat,
+  neighbour and covisit parts), from `FunnelModel.decompose`;
 - event attributions by leave-one-event-out re-scoring: how much the item's score drops when
   one event is taken out of the journey (the encoder sees the edited journey, so attention,
   traits and history terms all move). This is what "you viewed Y twice" is built from.
@@ -133,7 +133,8 @@ def _explain_one(history, item, d, drop, pos, names, times, pairs, top_events) -
         )
     events.sort(key=lambda e: -abs(e["attribution"]))
     ev = d["events"]
-    exact_events = float(ev["repeat"].sum() + ev["neighbour"].sum()) if len(ev) else 0.0
+    terms = [c for c in ("repeat", "neighbour", "covisit") if c in ev]
+    exact_events = float(ev[terms].to_numpy().sum()) if len(ev) else 0.0
     positive = sum(max(p["contribution"], 0.0) for p in parts) + max(exact_events, 0.0)
     for p in parts:
         p["share"] = max(p["contribution"], 0.0) / positive if positive > 0 else 0.0
