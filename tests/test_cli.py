@@ -156,6 +156,11 @@ def test_fit_profiles_recommend(funnel_csv: Path, tmp_path: Path) -> None:
     assert "learned action weights" in res.output and "remove_cart" in res.output
     report = json.loads((model_dir / "fit_report.json").read_text())
     assert report["split"]["target"] == "purchase" and len(report["epochs"]) >= 1
+    co = report["covisit"]
+    assert co["valid_NDCG@10_by_weight"][f"{co['weight']:g}"] == max(
+        co["valid_NDCG@10_by_weight"].values()
+    )
+    assert f"covisit weight {co['weight']:g}" in res.output
     prof = tmp_path / "profiles.csv"
     res = runner.invoke(app, ["profiles", str(model_dir), "--out", str(prof)])
     assert res.exit_code == 0, res.output

@@ -455,6 +455,11 @@ def fit(
     for name, w in report["action_weights"].items():
         table.add_row(name, f"{w['input_gate']:+.3f}", f"{w['history_weight']:+.3f}")
     console.print(table)
+    co = report["covisit"]
+    if co["valid_NDCG@10_by_weight"]:
+        console.print(
+            f"covisit weight {co['weight']:g} (picked on validation; 0 = off)", highlight=False
+        )
     sp = report["split"]
     if sp.get("note"):
         console.print(f"note: {sp['note']}", highlight=False)

@@ -206,6 +206,10 @@ def fit_funnel(
         "best_epoch": model.best_epoch_,
         "epochs": model.history_,
         "action_weights": model.action_weights(),
+        "covisit": {
+            "weight": float(model.net_.co_scale),
+            "valid_NDCG@10_by_weight": model.covisit_valid_,
+        },
         "params": model.get_params(),
         "notes": [],
     }
