@@ -631,8 +631,9 @@ def to_seconds(values: pd.Series) -> np.ndarray:
         v = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
         # pandas picks s/ms/us/ns resolution: go through a Timedelta, never assume ns.
         return ((v - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
-    num = pd.to_numeric(values, errors="coerce")
-    if num.notna().sum() >= values.notna().sum():  # every present value is a number
+    is_num = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    num = values if is_num else pd.to_numeric(values, errors="coerce")
+    if is_num or num.notna().sum() >= values.notna().sum():  # every present value is a number
         x = num.to_numpy(dtype=np.float64, na_value=np.nan)
         mag = np.nanmedian(np.abs(x)) if np.isfinite(x).any() else 0.0
         div = 1e9 if mag >= 1e17 else 1e6 if mag >= 1e14 else 1e3 if mag >= 1e11 else 1.0

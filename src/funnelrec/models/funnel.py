@@ -919,12 +919,9 @@ class FunnelModel(Recommender):
         if old is None and key in rows:
             old = self.histories_.select(np.array([rows[key]]))
         last = float(old.timestamps[-1]) if old is not None and old.n_events else None
-        new, why = encode_histories(
-            self.vocab_,
-            new_events.drop(columns="customer_id", errors="ignore"),
-            self.session_gap_minutes,
-            after=last,
-        )
+        if "customer_id" in new_events.columns:  # (a `drop` that finds nothing costs ~0.5 ms)
+            new_events = new_events.drop(columns="customer_id")
+        new, why = encode_histories(self.vocab_, new_events, self.session_gap_minutes, after=last)
         if dropped is not None:
             for reason, n in why.items():
                 dropped[reason] = dropped.get(reason, 0) + n
