@@ -65,7 +65,7 @@ class FunnelModel(Recommender):
         most frequent followers kept), weighted by the neighbour term's learned per-action,
         per-age weights. Its overall weight is picked on validation after training, from a
         grid that includes 0, so where it does not help it stays off. Full-rank evidence
-        for rare items that the 64-dimensional neighbour product cannot hold.
+        for rare items that the d_model-dimensional neighbour product cannot hold.
     drop_actions : action names removed from the data before fitting and scoring
         (the "no removal events" ablation).
     epochs, batch_size, lr, weight_decay, patience : optimisation; early stopping on
@@ -589,7 +589,7 @@ class FunnelModel(Recommender):
                 variants = [self._score(ctx)]
             else:
                 base, co = self._score_parts(ctx)
-                variants = [base + a * co for a in alphas]
+                variants = (base + a * co for a in alphas)  # one at a time: big catalogues
             for i, s in enumerate(variants):
                 if mask_history:
                     s[ctx.row_of_events(), ctx.items] = -np.inf

@@ -13,13 +13,13 @@
                     alpha is chosen on validation after training, 0 while training)
 
 Every part is a sum of readable pieces: one per trait, one per history event. The covisit
-term is the full-rank, count-based twin of the neighbour term: rare items' transitions that a
-64-dimensional product cannot hold. `item_vec` adds
-category, brand and price-band embeddings to the item's own vector, so items with few events
-still land near similar items. `gate`, `w`, `r`, `c`, `v` and `s` are learned (per task: next
-event or next conversion); nothing about how much an action matters is typed in. With
-`bottleneck=False` the trait part is replaced by a plain dot product h_t . item_vec_j (the
-SASRec head): the ablation that measures what the traits cost.
+term is the full-rank, count-based twin of the neighbour term: it holds rare items' followers,
+which a d_model-dimensional product cannot. `item_vec` adds category, brand and price-band
+embeddings to the item's own vector, so items with few events still land near similar items.
+`gate`, `w`, `r`, `c`, `v` and `s` are learned (per task: next event or next conversion);
+nothing about how much an action matters is typed in. With `bottleneck=False` the trait part
+is replaced by a plain dot product h_t . item_vec_j (the SASRec head): the ablation that
+measures what the traits cost.
 """
 
 from __future__ import annotations
