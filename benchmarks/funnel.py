@@ -74,10 +74,7 @@ def run_dataset(
             if isinstance(model, FunnelModel):
                 best = model.best_epoch_
                 row["best_epoch"] = best
-                # The covisit weight is picked after the epochs: part of the time to use.
-                row["seconds_to_best_epoch"] = (
-                    model.history_[best - 1]["seconds"] + model.covisit_seconds_
-                )
+                row["seconds_to_best_epoch"] = model.seconds_to_best_
                 row["covisit_weight"] = float(model.net_.co_scale)
                 row["epochs_run"] = len(model.history_)
                 if m == "funnel":

@@ -64,9 +64,7 @@ def one_run(
         "best_epoch": model.best_epoch_,
         "valid_NDCG@10": [round(h.get("valid_NDCG@10", float("nan")), 5) for h in model.history_],
         "fit_seconds": fit_s,
-        # The covisit weight is picked after training: part of the time to a usable model.
-        "seconds_to_best_epoch": model.history_[model.best_epoch_ - 1]["seconds"]
-        + model.covisit_seconds_,
+        "seconds_to_best_epoch": model.seconds_to_best_,
         "covisit_weight": float(model.net_.co_scale),
         "covisit_seconds": model.covisit_seconds_,
         **{k: metrics[k] for k in ("HR@10", "NDCG@10", "MRR")},

@@ -46,10 +46,8 @@ def main() -> None:
         best = model.best_epoch_
         extra = {
             "best_epoch": best,
-            # The covisit weight is picked after the epochs: part of the time to use.
-            "seconds_to_best_epoch": model.history_[best - 1]["seconds"]
-            + getattr(model, "covisit_seconds_", 0.0),
-            "covisit_seconds": getattr(model, "covisit_seconds_", 0.0),
+            "seconds_to_best_epoch": model.seconds_to_best_,
+            "covisit_seconds": model.covisit_seconds_,
             "covisit_weight": float(model.net_.co_scale),
             "epochs_run": len(model.history_),
         }

@@ -147,13 +147,8 @@ def read_events(
     """
     config = config or IngestConfig()
     started = time.perf_counter()
-    if (
-        rejects_path is not None
-        and isinstance(source, str | Path)
-        and Path(rejects_path).is_file()
-        and Path(source).is_file()
-        and Path(rejects_path).samefile(source)
-    ):
+    as_path = isinstance(source, str | Path)
+    if rejects_path is not None and as_path and _same_file(rejects_path, source):
         raise InputError(
             "the rejects file would overwrite the input", path=str(source), found=str(rejects_path)
         )
@@ -759,10 +754,15 @@ def _hints(con: duckdb.DuckDBPyConnection, colmap: dict, report: IngestReport) -
     return hints
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Both name one existing file (through links, `..` or another spelling)."""
+    return Path(a).is_file() and Path(b).is_file() and Path(a).samefile(b)
+
+
 def _earlier_rejects(path: Path, source: str) -> bool:
     """Whether `path` is a rejects file an earlier read wrote (never the input itself or
     any other file of the user's, which only look like one by name)."""
-    if not path.is_file() or (Path(source).exists() and path.samefile(source)):
+    if not path.is_file() or _same_file(path, source):
         return False
     with open(path, "rb") as fh:
         return fh.readline().rstrip(b"\r\n") == b"line,reason,raw"
