@@ -8,6 +8,7 @@ latency of `update()`.
     python -m benchmarks.funnel --only beauty --models funnel,sasrec
     python -m benchmarks.funnel --only beauty --models funnel,sasrec --dropout 0.5
     python -m benchmarks.funnel --latency
+    python -m benchmarks.funnel --latency --latency-items 100000 --latency-customers 40000
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ def run_dataset(
     return out
 
 
-def latency(n_updates: int = 10_000, n_items: int = 500) -> dict:
-    """p50 / p99 of `update()` (one customer, one event) on a model fitted to generated data."""
+def latency(n_updates: int = 10_000, n_items: int = 500, n_customers: int = 2000) -> dict:
+    """p50 / p99 of `update()` (one customer, one event) on a model fitted to generated data.
+
+    The vocabulary holds the items with events: more customers touch more of `n_items`.
+    """
     from funnelrec.datasets import generate_funnel
 
-    data = generate_funnel(n_customers=2000, n_items=n_items, seed=0)
+    data = generate_funnel(n_customers=n_customers, n_items=n_items, seed=0)
     seqs = load_sequences(data.events)[0]
     sp = make_split(seqs, SplitConfig(target="purchase"))
     model = FunnelModel(epochs=2).fit(sp.train)
@@ -126,6 +130,7 @@ def latency(n_updates: int = 10_000, n_items: int = 500) -> dict:
     return {
         "n_updates": n_updates,
         "n_items": int(seqs.n_items),
+        "n_customers": n_customers,
         "history_len": model.history_len,
         "p50_ms": float(np.percentile(times, 50)),
         "p99_ms": float(np.percentile(times, 99)),
@@ -192,6 +197,7 @@ def main() -> None:
     )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--latency-items", type=int, default=500)
+    ap.add_argument("--latency-customers", type=int, default=2000)
     ap.add_argument("--markdown", action="store_true", help="print tables from --out and stop")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "funnel.json")
     args = ap.parse_args()
@@ -200,12 +206,9 @@ def main() -> None:
         print(markdown(results))
         return
     if args.latency:
-        key = (
-            "update_latency"
-            if args.latency_items == 500
-            else f"update_latency_{args.latency_items}"
-        )
-        results[key] = latency(n_items=args.latency_items)
+        key = "update_latency" + (f"_{args.latency_items}" if args.latency_items != 500 else "")
+        key += f"_c{args.latency_customers}" if args.latency_customers != 2000 else ""
+        results[key] = latency(n_items=args.latency_items, n_customers=args.latency_customers)
         print(results[key])
     else:
         only = [s for s in args.only.split(",") if s]

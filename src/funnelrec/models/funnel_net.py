@@ -164,10 +164,17 @@ class FunnelNet(nn.Module):
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def covisit(self, idx: torch.Tensor, nw: torch.Tensor) -> torch.Tensor:
+    def covisit(
+        self, idx: torch.Tensor, nw: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(N, T) history items (0-based) and event weights -> (N, n_items) sum over events
-        of weight x C[item, j], without the scale: one sparse row per event."""
-        out = torch.zeros(idx.shape[0], self.cfg.n_items, device=idx.device)
+        of weight x C[item, j], without the scale: one sparse row per event.
+
+        With `out` (N, n_items), the scaled sum is added to it in place instead (scoring:
+        no second pass over the whole catalogue)."""
+        scale = self.co_scale if out is not None else None
+        if out is None:
+            out = torch.zeros(idx.shape[0], self.cfg.n_items, device=idx.device)
         r, t = torch.nonzero(nw != 0, as_tuple=True)
         if len(r) == 0 or len(self.co_idx) == 0:
             return out
@@ -177,7 +184,10 @@ class FunnelNet(nn.Module):
         ev = torch.repeat_interleave(torch.arange(len(items), device=idx.device), cnt)
         first = torch.repeat_interleave(cnt.cumsum(0) - cnt, cnt)
         pos = start[ev] + torch.arange(len(ev), device=idx.device) - first
-        out.index_put_((r[ev], self.co_idx[pos]), w[ev] * self.co_val[pos], accumulate=True)
+        val = w[ev] * self.co_val[pos]
+        out.index_put_(
+            (r[ev], self.co_idx[pos]), val if scale is None else scale * val, accumulate=True
+        )
         return out
 
     def item_vectors(self, ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -254,7 +264,7 @@ class FunnelNet(nn.Module):
 
     def _all_items(self) -> tuple[torch.Tensor, ...]:
         """Every item's vector, trait loadings, neighbour projection P v and the right-hand
-        side of the scoring product ([loadings, v], see `score`); absent parts are None.
+        side of the scoring product ([loadings, v]^T, see `score`); absent parts are None.
 
         Recomputing them costs O(items x d) per call, which would dominate scoring one
         customer; they are cached while the network is frozen (eval mode, no gradients).
@@ -265,9 +275,12 @@ class FunnelNet(nn.Module):
         vecs = self.item_vectors()
         load = self.to_loadings(vecs) if self.cfg.bottleneck else None
         proj = self.neigh_proj(vecs) if self.cfg.neighbours else None
-        right = self._right(vecs, load)
+        right = self._right(vecs, load).T
         if frozen:
-            self._item_cache = (vecs, load, proj, right)
+            # Stored (parts x items): a row vector times it reads memory in order, ~1.5x
+            # faster than through the transposed view on a big catalogue.
+            self._item_cache = (vecs, load, proj, right.contiguous())
+            return self._item_cache
         return vecs, load, proj, right
 
     def _right(self, vecs: torch.Tensor, load: torch.Tensor | None) -> torch.Tensor:
@@ -371,7 +384,7 @@ class FunnelNet(nn.Module):
         else:
             vecs = self.item_vectors(cols + 1)
             load = self.to_loadings(vecs) if self.cfg.bottleneck else None
-            right, bias = self._right(vecs, load), self.item_bias[cols]
+            right, bias = self._right(vecs, load).T, self.item_bias[cols]
         # One matrix product for the trait part and the neighbour part:
         # [scale * traits, u] . [loadings, v]_j, with u = sum_s nw_s * P v(item_s).
         left = [self.logit_scale.exp() * self.traits(h) if self.cfg.bottleneck else h]
@@ -391,10 +404,12 @@ class FunnelNet(nn.Module):
                 # otherwise memorises training transitions within a few epochs.
                 u = F.dropout(u, self.cfg.neighbour_dropout, self.training)
             left.append(u)
-        s = torch.addmm(bias, torch.cat(left, 1), right.T)
+        s = torch.addmm(bias, torch.cat(left, 1), right)
         if self.cfg.neighbours and hist is not None and float(self.co_scale) != 0.0:
-            co = self.co_scale * self.covisit(hist[0], hist[2])
-            s = s + (co if cols is None else co[:, cols])
+            if cols is None:
+                self.covisit(hist[0], hist[2], out=s)  # s is this call's own product
+            else:
+                s = s + self.co_scale * self.covisit(hist[0], hist[2])[:, cols]
         if self.cfg.history and hist is not None:
             idx, w, _ = hist
             if cols is None:
