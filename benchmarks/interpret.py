@@ -466,6 +466,7 @@ def run(
     )
     if model is not None:
         results["fit_seconds"] = time.perf_counter() - started
+        results["covisit_weight"] = float(model.net_.co_scale)  # picked on held-out events
     for part in parts:
         t0 = time.perf_counter()
         if part == "recovery" and truth is not None:

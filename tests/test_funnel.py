@@ -81,6 +81,35 @@ def test_update_known_and_new_customer(model: FunnelModel, split) -> None:
     assert p_new.shape == (8,) and len(top_new) == 5
 
 
+def test_update_matches_full_scoring(model: FunnelModel, split) -> None:
+    # The live path (one customer's events sorted alone, in-place covisit sum, cached
+    # transposed item matrix, torch top-k) must rank as batch scoring does.
+    cid = str(split.full.vocab.customer_ids[1])
+    items = [str(i) for i in split.full.vocab.item_ids[[7, 3, 7]]]
+    ev = pd.DataFrame(  # rows out of time order
+        {
+            "item_id": items,
+            "action": ["add_cart", "view", "view"],
+            "timestamp": [3e9 + 5, 3e9, 3e9 + 1],
+        }
+    )
+    assert len(model.net_.co_idx) > 0  # the covisit counts exist (validation was given)
+    saved = float(model.net_.co_scale)
+    model.net_.co_scale.fill_(0.5)
+    try:
+        model.update(cid, ev, k=10)
+        hist = model.history_of(cid)
+        assert list(hist.actions[-3:]) == [
+            model.vocab_.action_index(a) for a in ("view", "view", "add_cart")
+        ]
+        _, top, best = model.refresh(cid, k=10, with_scores=True)
+        full = model._score(hist)[0]
+    finally:
+        model.net_.co_scale.fill_(saved)
+    np.testing.assert_allclose(best, np.sort(full)[::-1][:10], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(full[top], best, rtol=1e-5, atol=1e-5)
+
+
 def test_recommend_for_raw_history(model: FunnelModel, split) -> None:
     items = [str(i) for i in split.full.vocab.item_ids[:3]]
     raw = pd.DataFrame({"customer_id": "x", "item_id": items, "action": "view"})
