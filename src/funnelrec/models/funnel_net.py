@@ -172,7 +172,7 @@ class FunnelNet(nn.Module):
 
         With `out` (N, n_items), the scaled sum is added to it in place instead (scoring:
         no second pass over the whole catalogue)."""
-        scale = self.co_scale if out is not None else None
+        scaled = out is not None
         if out is None:
             out = torch.zeros(idx.shape[0], self.cfg.n_items, device=idx.device)
         r, t = torch.nonzero(nw != 0, as_tuple=True)
@@ -185,9 +185,9 @@ class FunnelNet(nn.Module):
         first = torch.repeat_interleave(cnt.cumsum(0) - cnt, cnt)
         pos = start[ev] + torch.arange(len(ev), device=idx.device) - first
         val = w[ev] * self.co_val[pos]
-        out.index_put_(
-            (r[ev], self.co_idx[pos]), val if scale is None else scale * val, accumulate=True
-        )
+        if scaled:
+            val = self.co_scale * val
+        out.index_put_((r[ev], self.co_idx[pos]), val, accumulate=True)
         return out
 
     def item_vectors(self, ids: torch.Tensor | None = None) -> torch.Tensor:
