@@ -63,13 +63,21 @@ def test_behaviour_formulas_on_a_known_journey() -> None:
     raw = behaviour_stats(seqs)
     raw.index = seqs.vocab.customer_ids[seqs.customers]
     a, b = raw.loc["a"], raw.loc["b"]
-    assert a.cart_rate == pytest.approx(1.0)  # carted 2 of 2 viewed items
-    assert a.abandonment == pytest.approx(0.5)  # y carted, never bought
-    assert a.removal_rate == pytest.approx(0.5)  # 1 removal / 2 carts
+    # Rates are shrunk by two pseudo-events towards the pair's pooled rate.
+    pooled = raw.attrs["priors"]
+    assert pooled["cart_rate"] == pytest.approx(2 / 5)  # a carts 2 of 2 viewed, b 0 of 3
+    assert a.cart_rate == pytest.approx((2 + 2 * 0.4) / (2 + 2))
+    assert b.cart_rate == pytest.approx((0 + 2 * 0.4) / (3 + 2))
+    assert a.abandonment == pytest.approx(0.5)  # y carted, never bought: 1 of 2, p0 = 1/2
+    assert a.removal_rate == pytest.approx(0.5)  # 1 removal / 2 carts, p0 = 1/2
+    assert pooled["loyalty"] == pytest.approx(1 / 3)  # b's second purchase repeats its first
+    assert b.loyalty == pytest.approx((1 + 2 / 3) / (2 + 2))
+    assert a.loyalty == pytest.approx((0 + 2 / 3) / (1 + 2))
     assert a.impulse == pytest.approx(-100.0)
     assert b.impulse == pytest.approx(-45.0)
-    assert b.cart_rate == 0.0  # viewed three items, carted none
-    assert b.loyalty == pytest.approx(0.5)  # second purchase repeats the first
+    # Steps inside a session (b's 90,000 s gap starts a new one).
+    assert a.deliberation == pytest.approx(np.log1p([10, 10, 10, 10, 60]).mean())
+    assert b.deliberation == pytest.approx(np.log1p([5, 1, 44]).mean())
     # Session-category pairs: a has one (no evidence of breadth), b has c1, c2, c3 then c2.
     assert np.isnan(a.exploration)
     p = np.array([1, 2, 1]) / 4
@@ -82,10 +90,13 @@ def test_behaviour_formulas_on_a_known_journey() -> None:
 
 
 def test_reference_ranking_matches_population_ranking(seqs: Sequences) -> None:
-    from funnelrec.profiles.behaviour import behaviour_reference
+    from funnelrec.profiles.behaviour import behaviour_reference, priors_of
 
     pop = behaviour_block(seqs)
-    ref = behaviour_block(seqs, behaviour_reference(behaviour_stats(seqs)))
+    raw = behaviour_stats(seqs)
+    saved = behaviour_reference(raw)
+    assert priors_of(saved) == raw.attrs["priors"]  # later customers shrink towards these
+    ref = behaviour_block(seqs, saved)
     # Same customers, ranked against their own saved quantiles: the same order, near values.
     for col in pop.columns:
         assert np.abs(pop[col] - ref[col]).max() < 0.06, col
@@ -234,8 +245,9 @@ def test_similar_customers_ann_path_agrees_with_exact(described) -> None:
 def test_single_history_fast_path_matches_the_batch_path(seqs: Sequences) -> None:
     end = float(seqs.timestamps.max())
     batch = behaviour_stats(seqs)
+    priors = batch.attrs["priors"]  # shrunk towards the same pooled rates
     for row in range(0, len(seqs), 13):
-        one = behaviour_stats(seqs.select(np.array([row])), now=end).iloc[0]
+        one = behaviour_stats(seqs.select(np.array([row])), now=end, priors=priors).iloc[0]
         np.testing.assert_allclose(
             one.to_numpy(), batch.iloc[row].to_numpy(), rtol=1e-9, err_msg=f"row {row}"
         )

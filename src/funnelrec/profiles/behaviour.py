@@ -6,20 +6,30 @@ a user gets them next to the learned traits in every profile.
 
 Raw statistics (NaN where a customer has no evidence for one):
 
-    cart_rate          distinct items carted / distinct items viewed (capped at 1)
-    abandonment        share of carted items never purchased afterwards
-    removal_rate       removals / add-to-carts
+    cart_rate          distinct items carted / distinct items viewed (capped at 1) *
+    abandonment        share of carted items never purchased afterwards *
+    removal_rate       removals / add-to-carts (capped at 1) *
     impulse            -median seconds from an item's first view to its purchase (higher = faster)
     browsing_depth     view events per session (low = decides after few looks)
-    price_level        mean within-category price percentile of the items viewed
-    price_sensitivity  price percentile of items viewed minus that of items bought
+    deliberation       mean log(1 + seconds) between consecutive events of a session (higher =
+                       slower, more deliberate steps; needs timestamps)
+    price_level        mean within-category price percentile of the distinct items viewed
+    price_sensitivity  price level of the distinct items viewed minus that of those bought
     exploration        entropy of the categories of the customer's sessions (each category
                        counted once per session it appears in), divided by its largest
                        possible value log(min(session-category pairs, categories))
-    loyalty            repeat-purchase rate: share of purchases of an item bought before
+    loyalty            repeat-purchase rate: share of purchases of an item bought before *
     frequency          sessions per active week (first to last event)
     recency            -days since the customer's last event, up to `now` (default: the
                        last event of the data given)
+
+The rates marked * are shrunk towards the pooled rate p0 of a population (empirical Bayes
+with a fixed strength): (k + 2 p0) / (n + 2) for k events out of n. Why: a raw rate ranks one
+removal in one add-to-cart above eight in ten; with two pseudo-events at the population rate
+the evidence counts, and on the built-in generator every rate follows its planted trait more
+closely (docs/benchmarks.md, "Behavioural statistics"). p0 comes from the histories given, or
+from `priors` (saved in the behaviour reference, so one live customer is shrunk towards the
+training population, not towards itself).
 
 Each is turned into [0, 1] by its percentile rank among the customers given (ties share their
 mean rank); a customer without evidence gets 0.5, the neutral middle. Everything is computed
@@ -41,6 +51,7 @@ BEHAVIOURS: tuple[str, ...] = (
     "removal_rate",
     "impulse",
     "browsing_depth",
+    "deliberation",
     "price_level",
     "price_sensitivity",
     "exploration",
@@ -49,6 +60,22 @@ BEHAVIOURS: tuple[str, ...] = (
     "recency",
 )
 PREFIX = "behaviour_"
+RATES: tuple[str, ...] = ("cart_rate", "abandonment", "removal_rate", "loyalty")
+PRIOR_STRENGTH = 2.0  # pseudo-events at the population rate added to every rate
+_PRIOR_KEY = "prior_"  # reference entries holding the training population's pooled rates
+
+
+def _shrink(k: np.ndarray | float, n: np.ndarray | float, p0: float) -> np.ndarray | float:
+    """Posterior-mean rate: k events of n plus PRIOR_STRENGTH pseudo-events at rate p0."""
+    return (k + PRIOR_STRENGTH * p0) / (n + PRIOR_STRENGTH)
+
+
+def priors_of(reference: dict[str, list[float]] | None) -> dict[str, float] | None:
+    """The pooled rates saved in a behaviour reference (None for a reference without them)."""
+    if not reference:
+        return None
+    found = {r: reference[_PRIOR_KEY + r][0] for r in RATES if reference.get(_PRIOR_KEY + r)}
+    return found or None
 
 
 _PRICE_PCT: dict[int, tuple[Vocabulary, np.ndarray]] = {}
@@ -77,10 +104,18 @@ def _price_percentile(vocab: Vocabulary) -> np.ndarray:
     return out
 
 
-def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
-    """Raw statistics, one row per history (index = row), columns = BEHAVIOURS."""
-    if len(seqs) == 1:
-        return pd.DataFrame([stats_one(seqs, now)], columns=list(BEHAVIOURS), dtype=float)
+def behaviour_stats(
+    seqs: Sequences, now: float | None = None, priors: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """Raw statistics, one row per history (index = row), columns = BEHAVIOURS.
+
+    The rates are shrunk towards `priors` (pooled rates, from `priors_of`), or, without
+    them, towards the pooled rates of the histories given, which `.attrs["priors"]` holds.
+    """
+    if len(seqs) == 1 and priors:
+        out = pd.DataFrame([stats_one(seqs, now, priors)], columns=list(BEHAVIOURS), dtype=float)
+        out.attrs["priors"] = dict(priors)
+        return out
     vocab = seqs.vocab
     n = len(seqs)
     ev = pd.DataFrame(
@@ -102,20 +137,21 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
     carts = ev[ev.action == ADD_CART]
     buys = ev[ev.action == PURCHASE]
     removes = ev[ev.action == REMOVE_CART]
+    # Rates as (events, out of) counts, shrunk below once the pooled rates are known.
     n_viewed = views.groupby("row").item.nunique()
-    n_carted = carts.groupby("row").item.nunique()
-    # Ratios are defined wherever the denominator is (viewed but never carted = 0).
-    out["cart_rate"] = (n_carted.reindex(n_viewed.index, fill_value=0) / n_viewed).clip(upper=1.0)
+    n_carted = carts.groupby("row").item.nunique().reindex(n_viewed.index, fill_value=0)
+    counts = {"cart_rate": (np.minimum(n_carted, n_viewed), n_viewed)}
 
     # Abandonment: a carted item with no purchase of it after the (first) add-to-cart.
     first_cart = carts.groupby(["row", "item"]).pos.min().rename("cart")
     last_buy = buys.groupby(["row", "item"]).pos.max().rename("buy")
     joined = pd.concat([first_cart, last_buy], axis=1).dropna(subset=["cart"])
     abandoned = ~(joined["buy"] > joined["cart"])
-    out["abandonment"] = abandoned.groupby(level="row").mean()
+    by_row = abandoned.groupby(level="row")
+    counts["abandonment"] = (by_row.sum(), by_row.size())
     n_carts = carts.groupby("row").size()
     n_removes = removes.groupby("row").size().reindex(n_carts.index, fill_value=0)
-    out["removal_rate"] = (n_removes / n_carts).clip(upper=1.0)
+    counts["removal_rate"] = (np.minimum(n_removes, n_carts), n_carts)
 
     first_view = views.groupby(["row", "item"]).t.min().rename("view")
     first_buy = buys.groupby(["row", "item"]).t.min().rename("buy")
@@ -127,8 +163,17 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
     n_views = views.groupby("row").size().reindex(n_sessions.index, fill_value=0)
     out["browsing_depth"] = n_views / n_sessions
 
-    out["price_level"] = views.groupby("row").price_pct.mean()
-    out["price_sensitivity"] = out["price_level"] - buys.groupby("row").price_pct.mean()
+    if vocab.has_time and len(ev):
+        # Steps inside a session: the previous event is the same customer's, same session.
+        step = ev.t.diff()
+        same = ev.row.eq(ev.row.shift()) & ev.session.eq(ev.session.shift())
+        out["deliberation"] = np.log1p(step[same].clip(lower=0.0)).groupby(ev.row[same]).mean()
+
+    # Each distinct item once: looking at one item five times is not five price choices.
+    distinct_views = views.drop_duplicates(["row", "item"])
+    out["price_level"] = distinct_views.groupby("row").price_pct.mean()
+    bought = buys.drop_duplicates(["row", "item"]).groupby("row").price_pct.mean()
+    out["price_sensitivity"] = out["price_level"] - bought
 
     known = ev[ev.cat >= 0].drop_duplicates(["row", "session", "cat"])
     if len(known):
@@ -142,7 +187,16 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
 
     if len(buys):
         b = buys.sort_values("pos")
-        out["loyalty"] = b.duplicated(["row", "item"]).groupby(b.row).mean()
+        repeat = b.duplicated(["row", "item"]).groupby(b.row)
+        counts["loyalty"] = (repeat.sum(), repeat.size())
+
+    pooled = {}
+    for name, (k, m) in counts.items():
+        k, m = k.astype(float), m.astype(float)
+        pooled[name] = float(k.sum() / m.sum()) if m.sum() > 0 else 0.5
+        p0 = priors[name] if priors and name in priors else pooled[name]
+        out[name] = _shrink(k, m, p0).where(m > 0)
+    out.attrs["priors"] = dict(priors or {}) or pooled
 
     if vocab.has_time and len(ev):
         span_weeks = (ev.groupby("row").t.max() - ev.groupby("row").t.min()) / (7 * 86400.0)
@@ -151,12 +205,18 @@ def behaviour_stats(seqs: Sequences, now: float | None = None) -> pd.DataFrame:
         out["frequency"] = n_sessions / span_weeks.clip(lower=1.0)
         end = ev.t.max() if now is None else now
         out["recency"] = -(end - ev.groupby("row").t.max()) / 86400.0
-    return out.astype(float)
+    shrunk_to = out.attrs["priors"]
+    out = out.astype(float)
+    out.attrs["priors"] = shrunk_to
+    return out
 
 
-def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
+def stats_one(
+    seqs: Sequences, now: float | None, priors: dict[str, float] | None = None
+) -> dict[str, float]:
     """The same statistics for one history with numpy only (a live read: ~100x faster than
-    the pandas path; `tests/test_profiles.py` checks they agree)."""
+    the pandas path; `tests/test_profiles.py` checks they agree). Without `priors` the
+    rates are not shrunk (the only population is the customer)."""
     vocab = seqs.vocab
     items, actions, t = seqs.items.astype(np.int64), seqs.actions, seqs.timestamps
     nan = float("nan")
@@ -166,8 +226,9 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
     view, cart = actions == VIEW, actions == ADD_CART
     buy, remove = actions == PURCHASE, actions == REMOVE_CART
     viewed, carted = np.unique(items[view]), np.unique(items[cart])
+    counts: dict[str, tuple[float, float]] = {}
     if len(viewed):
-        out["cart_rate"] = min(len(carted) / len(viewed), 1.0)
+        counts["cart_rate"] = (min(len(carted), len(viewed)), len(viewed))
     if len(carted):
         pos = np.arange(len(items))
         first_cart = np.array([pos[cart & (items == i)].min() for i in carted])
@@ -177,8 +238,14 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
                 for i, p in zip(carted, first_cart, strict=True)
             ]
         )
-        out["abandonment"] = float((~bought_after).mean())
-        out["removal_rate"] = min(remove.sum() / cart.sum(), 1.0)
+        counts["abandonment"] = (float((~bought_after).sum()), len(carted))
+        counts["removal_rate"] = (min(remove.sum(), cart.sum()), cart.sum())
+    if buy.any():
+        b = items[buy]
+        counts["loyalty"] = (len(b) - len(np.unique(b)), len(b))
+    for name, (k, m) in counts.items():
+        p0 = priors[name] if priors and name in priors else k / m
+        out[name] = float(_shrink(k, m, p0))
     delays = []
     for i in np.intersect1d(viewed, np.unique(items[buy])):
         d = t[buy & (items == i)].min() - t[view & (items == i)].min()
@@ -188,11 +255,16 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
         out["impulse"] = -float(np.median(delays))
     n_sessions = len(np.unique(seqs.sessions))
     out["browsing_depth"] = float(view.sum() / n_sessions)
-    pct = price_percentile(vocab)[items]
-    if view.any() and np.isfinite(pct[view]).any():
-        out["price_level"] = float(np.nanmean(pct[view]))
-        if buy.any() and np.isfinite(pct[buy]).any():
-            out["price_sensitivity"] = out["price_level"] - float(np.nanmean(pct[buy]))
+    if vocab.has_time:
+        same = seqs.sessions[1:] == seqs.sessions[:-1]
+        if same.any():
+            out["deliberation"] = float(np.log1p(np.diff(t)[same].clip(min=0.0)).mean())
+    pct = price_percentile(vocab)
+    seen, bought = pct[viewed], pct[np.unique(items[buy])]
+    if np.isfinite(seen).any():
+        out["price_level"] = float(np.nanmean(seen))
+        if np.isfinite(bought).any():
+            out["price_sensitivity"] = out["price_level"] - float(np.nanmean(bought))
     cat = vocab.item_category[items]
     known = cat >= 0
     if known.any():
@@ -203,10 +275,6 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
         most = np.log(min(counts.sum(), n_cats))
         if most > 0:
             out["exploration"] = float(np.clip(-(p * np.log(p)).sum() / most, 0.0, 1.0))
-    if buy.any():
-        b = items[buy]
-        repeat = np.array([i in set(b[:j]) for j, i in enumerate(b)])
-        out["loyalty"] = float(repeat.mean())
     if vocab.has_time:
         span_weeks = (t.max() - t.min()) / (7 * 86400.0)
         out["frequency"] = n_sessions / max(span_weeks, 1.0)
@@ -216,12 +284,16 @@ def stats_one(seqs: Sequences, now: float | None) -> dict[str, float]:
 
 
 def behaviour_reference(raw: pd.DataFrame, n: int = 101) -> dict[str, list[float]]:
-    """Quantiles of each raw statistic: what later customers are ranked against."""
+    """Quantiles of each raw statistic: what later customers are ranked against; with the
+    pooled rates the rates were shrunk towards (`prior_<rate>`), so later ones are too."""
     q = np.linspace(0, 1, n)
-    return {
+    ref = {
         c: [float(v) for v in np.quantile(raw[c].dropna(), q)] if raw[c].notna().any() else []
         for c in raw.columns
     }
+    for name, p0 in raw.attrs.get("priors", {}).items():
+        ref[_PRIOR_KEY + name] = [float(p0)]
+    return ref
 
 
 def rank_against(raw: dict[str, float], reference: dict[str, list[float]]) -> dict[str, float]:
@@ -250,7 +322,7 @@ def behaviour_block(
     the training customers), against that saved population, so one new customer can be
     placed without the others. Index: raw customer ids; columns: `behaviour_<name>`.
     """
-    raw = behaviour_stats(seqs, now)
+    raw = behaviour_stats(seqs, now, priors_of(reference))
     if reference is None:
         ranked = raw.rank(pct=True, method="average")
         # rank(pct=True) puts the smallest at 1/n; shift so the range is [0, 1].

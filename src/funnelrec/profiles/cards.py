@@ -24,6 +24,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "removal_rate": ("removes from cart", "keeps cart"),
     "impulse": ("impulsive", "deliberate"),
     "browsing_depth": ("browses at length", "decides after few looks"),
+    "deliberation": ("slow-paced", "fast-paced"),
     "price_level": ("browses premium", "browses budget"),
     "price_sensitivity": ("price-sensitive", "price-insensitive"),
     "exploration": ("explorer", "focused"),

@@ -26,7 +26,7 @@ from funnelrec.profiles import (
     recommend_customer,
     similar_items,
 )
-from funnelrec.profiles.behaviour import rank_against, stats_one
+from funnelrec.profiles.behaviour import priors_of, rank_against, stats_one
 from funnelrec.profiles.describe import customer_profiles
 from funnelrec.schema import ACTION_SYNONYMS, FunnelrecError
 from funnelrec.serve.store import EventStore
@@ -257,7 +257,8 @@ class _State:
         """The same profile as `customer_profile`, from the traits `refresh` just computed
         plus the journey traits and the behavioural block of this one customer."""
         hist = self.model.history_of(cid)
-        block = rank_against(stats_one(hist, self.clock), self.desc.reference)
+        ref = self.desc.reference
+        block = rank_against(stats_one(hist, self.clock, priors_of(ref)), ref)
         names = self.model.trait_names()
         steady = dict(zip(names, journey, strict=True)) | block
         x = np.array([steady[c] for c in self.desc.columns])
