@@ -494,7 +494,7 @@ class FunnelModel(Recommender):
     ) -> torch.Tensor:
         sub = Batch(b.items[rows], b.actions[rows], b.gaps[rows], b.starts[rows])
         T = int(sub.lengths.max())
-        sub = Batch(sub.items[:, -T:], sub.actions[:, -T:], sub.gaps[:, -T:], sub.starts[:, -T:])
+        sub = _tail(sub, T)
         dev = self._device
         h = net.encode(sub.items.to(dev), sub.actions.to(dev), sub.gaps.to(dev), sub.starts.to(dev))
         loss = torch.zeros((), device=dev)
@@ -639,7 +639,10 @@ class FunnelModel(Recommender):
         net = self.net_
         if net.training:
             net.eval()
-        batch, _ = pad_histories(h_seqs, self.max_len)
+        # One padding for both windows: each is the right-aligned tail of the widest, the
+        # same arrays as padding to its own length (no field depends on the window).
+        wide, _ = pad_histories(h_seqs, max(self.max_len, self.history_len))
+        batch = _tail(wide, self.max_len)
         task = getattr(self, "score_task_", 1 if self.conversion_ else 0)
         dev = self._device
         states = net.encode(
@@ -652,7 +655,7 @@ class FunnelModel(Recommender):
             journey.append(((t * real).sum(1) / real.sum(1).clamp(min=1.0)).cpu().numpy())
         hist = None
         if with_history and (self.history or self.neighbours):
-            long_batch, _ = pad_histories(h_seqs, self.history_len)
+            long_batch = _tail(wide, self.history_len)
             T = long_batch.items.shape[1]
             r = torch.arange(len(h_seqs))
             hi, ha, hg = history_at(long_batch, r, torch.full((len(r),), T - 1))
@@ -1033,6 +1036,14 @@ class FunnelModel(Recommender):
         model.score_task_ = meta.get("score_task", 1 if model.conversion_ else 0)
         model.best_epoch_, model.history_ = meta["best_epoch"], meta["history"]
         return model
+
+
+def _tail(batch: Batch, n: int) -> Batch:
+    """The last `n` columns of a left-padded batch (all of it if narrower)."""
+    if batch.items.shape[1] <= n:
+        return batch
+    b = batch
+    return Batch(b.items[:, -n:], b.actions[:, -n:], b.gaps[:, -n:], b.starts[:, -n:])
 
 
 def _concat_one(a: Sequences, b: Sequences, session_gap_s: float) -> Sequences:
