@@ -102,6 +102,20 @@ def test_reference_ranking_matches_population_ranking(seqs: Sequences) -> None:
         assert np.abs(pop[col] - ref[col]).max() < 0.06, col
 
 
+def test_a_reference_saved_before_the_shrinkage_ranks_plain_rates(seqs: Sequences) -> None:
+    from funnelrec.profiles.behaviour import behaviour_reference
+
+    plain = behaviour_stats(seqs, shrink=False)
+    saved = behaviour_reference(plain)
+    old = {k: v for k, v in saved.items() if not k.startswith("prior_")}  # an older model's
+    block = behaviour_block(seqs, old)
+    for rate in ("cart_rate", "removal_rate"):
+        x, y = plain[rate].to_numpy(), block[f"behaviour_{rate}"].to_numpy()
+        ok = ~np.isnan(x)
+        # Ranked in the plain rates' order (shrunk rates would swap some pairs).
+        assert (np.diff(y[ok][np.argsort(x[ok], kind="stable")]) >= -1e-12).all(), rate
+
+
 def test_trait_cards(model: FunnelModel, described) -> None:
     desc, profiles, _ = described
     assert [c["trait"] for c in desc.cards] == model.trait_names()

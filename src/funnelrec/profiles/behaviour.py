@@ -105,12 +105,16 @@ def _price_percentile(vocab: Vocabulary) -> np.ndarray:
 
 
 def behaviour_stats(
-    seqs: Sequences, now: float | None = None, priors: dict[str, float] | None = None
+    seqs: Sequences,
+    now: float | None = None,
+    priors: dict[str, float] | None = None,
+    shrink: bool = True,
 ) -> pd.DataFrame:
     """Raw statistics, one row per history (index = row), columns = BEHAVIOURS.
 
     The rates are shrunk towards `priors` (pooled rates, from `priors_of`), or, without
     them, towards the pooled rates of the histories given, which `.attrs["priors"]` holds.
+    `shrink=False` gives the plain rates (what models saved before the shrinkage ranked).
     """
     if len(seqs) == 1 and priors:
         out = pd.DataFrame([stats_one(seqs, now, priors)], columns=list(BEHAVIOURS), dtype=float)
@@ -195,7 +199,7 @@ def behaviour_stats(
         k, m = k.astype(float), m.astype(float)
         pooled[name] = float(k.sum() / m.sum()) if m.sum() > 0 else 0.5
         p0 = priors[name] if priors and name in priors else pooled[name]
-        out[name] = _shrink(k, m, p0).where(m > 0)
+        out[name] = (_shrink(k, m, p0) if shrink else k / m).where(m > 0)
     out.attrs["priors"] = dict(priors or {}) or pooled
 
     if vocab.has_time and len(ev):
@@ -322,7 +326,9 @@ def behaviour_block(
     the training customers), against that saved population, so one new customer can be
     placed without the others. Index: raw customer ids; columns: `behaviour_<name>`.
     """
-    raw = behaviour_stats(seqs, now, priors_of(reference))
+    priors = priors_of(reference)
+    # A reference saved before the shrinkage holds no priors: rank plain rates against it.
+    raw = behaviour_stats(seqs, now, priors, shrink=reference is None or priors is not None)
     if reference is None:
         ranked = raw.rank(pct=True, method="average")
         # rank(pct=True) puts the smallest at 1/n; shift so the range is [0, 1].
