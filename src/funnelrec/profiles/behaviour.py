@@ -27,9 +27,9 @@ The rates marked * are shrunk towards the pooled rate p0 of a population (empiri
 with a fixed strength): (k + 2 p0) / (n + 2) for k events out of n. Why: a raw rate ranks one
 removal in one add-to-cart above eight in ten; with two pseudo-events at the population rate
 the evidence counts, and on the built-in generator every rate follows its planted trait more
-closely (docs/benchmarks.md, "Behavioural statistics"). p0 comes from the histories given, or
-from `priors` (saved in the behaviour reference, so one live customer is shrunk towards the
-training population, not towards itself).
+closely (docs/benchmarks.md, "Sharper behavioural statistics"). p0 comes from the histories
+given, or from `priors` (saved in the behaviour reference, so one live customer is shrunk
+towards the training population, not towards itself).
 
 Each is turned into [0, 1] by its percentile rank among the customers given (ties share their
 mean rank); a customer without evidence gets 0.5, the neutral middle. Everything is computed

@@ -76,7 +76,7 @@ def segment_cards(
     rows = histories.row_of_events()
     bought = np.bincount(rows[histories.actions == PURCHASE], minlength=len(histories)) > 0
     removed = np.bincount(rows[histories.actions == REMOVE_CART], minlength=len(histories)) > 0
-    stats = behaviour_stats(histories)
+    stats = behaviour_stats(histories, shrink=False)  # a segment's own rate, not shrunk
     cats = vocab.item_category[histories.items]
     names = trait_names or {}
     cards = []
