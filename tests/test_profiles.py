@@ -280,3 +280,19 @@ def test_window_statistics_count_the_sessions_it_holds(seqs: Sequences) -> None:
             assert batch.loc[r, col] == pytest.approx(alone.loc[0, col], nan_ok=True)
         weeks = max((one.timestamps.max() - one.timestamps.min()) / (7 * 86400.0), 1.0)
         assert alone.loc[0, "frequency"] == pytest.approx(len(np.unique(one.sessions)) / weeks)
+
+
+def test_a_trait_name_does_not_say_its_price_twice() -> None:
+    from funnelrec.profiles.cards import _name
+
+    card = {
+        "top_categories": [{"name": "skincare", "z": 1.2}],
+        "price_percentile": 0.3,
+        "behaviour_correlations": {"price_level": 0.5, "abandonment": 0.2},
+        "top_items": [{"item_id": "x"}],
+        "spread": 0.2,
+    }
+    name, _ = _name(card)
+    assert name == "skincare · budget · hesitant"  # not "budget · browses premium"
+    card["price_percentile"] = 0.5  # no price word: the customers' price level names it
+    assert _name(card)[0] == "skincare · browses premium"

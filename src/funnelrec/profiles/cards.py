@@ -147,6 +147,11 @@ def _name(card: dict[str, Any]) -> tuple[str, str]:
         parts.append("budget" if price < 0.4 else "premium")
         said.append(f"favours items at the {100 * price:.0f}th price percentile of their category")
     rhos = card["behaviour_correlations"]
+    if parts and parts[-1] in ("budget", "premium"):
+        # The items' price already names it: "budget · browses budget" says it twice, and
+        # "budget · browses premium" (cheap items, customers who browse dear ones) reads
+        # as a contradiction; name the strongest other behaviour.
+        rhos = {k: v for k, v in rhos.items() if k != "price_level"}
     if rhos:
         stat, rho = max(rhos.items(), key=lambda kv: abs(kv[1]))
         if abs(rho) >= MIN_RHO:
