@@ -1038,11 +1038,10 @@ class FunnelModel(Recommender):
         return model
 
 
-def _tail(batch: Batch, n: int) -> Batch:
+def _tail(b: Batch, n: int) -> Batch:
     """The last `n` columns of a left-padded batch (all of it if narrower)."""
-    if batch.items.shape[1] <= n:
-        return batch
-    b = batch
+    if b.items.shape[1] <= n:
+        return b
     return Batch(b.items[:, -n:], b.actions[:, -n:], b.gaps[:, -n:], b.starts[:, -n:])
 
 

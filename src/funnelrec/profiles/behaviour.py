@@ -116,9 +116,10 @@ def behaviour_stats(
     them, towards the pooled rates of the histories given, which `.attrs["priors"]` holds.
     `shrink=False` gives the plain rates (what models saved before the shrinkage ranked).
     """
-    if len(seqs) == 1 and priors:
-        out = pd.DataFrame([stats_one(seqs, now, priors)], columns=list(BEHAVIOURS), dtype=float)
-        out.attrs["priors"] = dict(priors)
+    if len(seqs) == 1:  # one customer (a live read): numpy only, ~100x faster
+        one = stats_one(seqs, now, priors if shrink else None)
+        out = pd.DataFrame([one], columns=list(BEHAVIOURS), dtype=float)
+        out.attrs["priors"] = dict(priors or {})  # alone, a customer is its own population
         return out
     vocab = seqs.vocab
     n = len(seqs)
@@ -200,7 +201,6 @@ def behaviour_stats(
         pooled[name] = float(k.sum() / m.sum()) if m.sum() > 0 else 0.5
         p0 = priors[name] if priors and name in priors else pooled[name]
         out[name] = (_shrink(k, m, p0) if shrink else k / m).where(m > 0)
-    out.attrs["priors"] = dict(priors or {}) or pooled
 
     if vocab.has_time and len(ev):
         span_weeks = (ev.groupby("row").t.max() - ev.groupby("row").t.min()) / (7 * 86400.0)
@@ -209,9 +209,8 @@ def behaviour_stats(
         out["frequency"] = n_sessions / span_weeks.clip(lower=1.0)
         end = ev.t.max() if now is None else now
         out["recency"] = -(end - ev.groupby("row").t.max()) / 86400.0
-    shrunk_to = out.attrs["priors"]
     out = out.astype(float)
-    out.attrs["priors"] = shrunk_to
+    out.attrs["priors"] = dict(priors or {}) or pooled
     return out
 
 
