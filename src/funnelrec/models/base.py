@@ -82,7 +82,8 @@ class Recommender(ABC):
 
 
 def _typed(name: str, text: str, default: Any) -> Any:
-    """`text` as the type of `default`: bool, int, float, str, or comma-separated tuple."""
+    """`text` as the type of `default`: bool, int, float, str, or comma-separated tuple
+    (a None default: a float where the text is a number, else the text)."""
     value = text.strip()
     try:
         if isinstance(default, bool):
@@ -95,6 +96,11 @@ def _typed(name: str, text: str, default: Any) -> Any:
             return float(value)
         if isinstance(default, tuple):
             return tuple(v.strip() for v in value.split(",") if v.strip())
+        if default is None:  # "decide for me" defaults: a number where the text is one
+            try:
+                return float(value)
+            except ValueError:
+                return value
     except ValueError:
         kind = type(default).__name__
         raise ValueError(f"parameter '{name}' expects {kind}, got '{text}'") from None

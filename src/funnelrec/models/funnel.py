@@ -87,9 +87,14 @@ class FunnelModel(Recommender):
     profile_anchor : with `item_init="svd"`, weight of a penalty that keeps trait k of a
         customer correlated with the projection of their history so far on SVD component
         k (0 = free): the customer side of `anchor`, a target that is the same for every
-        seed, so retraining yields the same traits (5.0: matched correlation over seeds
-        0.88 instead of 0.51, at up to 3% NDCG@10 and later best epochs). Its targets take
-        customers x (max_len + 1) x n_traits floats of memory while fitting.
+        seed, so retraining yields the same traits. None (default): 5.0 where the SVD start
+        and the trait bottleneck are on, else 0. Its targets take n_traits floats per
+        training event while they are in use.
+    profile_anchor_decay : the anchor's weight is multiplied by this after every epoch
+        (1 = constant). The first epochs settle which trait is which; later ones are free
+        to rank. With 5.0 and 0.5: matched correlation of traits over 3 seeds 0.89
+        instead of 0.52 on generated data, at the free model's accuracy and about one
+        epoch more (docs/benchmarks.md, "Decaying customer-side anchor").
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
@@ -142,7 +147,8 @@ class FunnelModel(Recommender):
         min_conversion_labels: int = 500,
         item_init: str = "svd",
         anchor: float = 0.0,
-        profile_anchor: float = 0.0,
+        profile_anchor: float | None = None,
+        profile_anchor_decay: float = 0.5,
         trait_l2: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -183,8 +189,16 @@ class FunnelModel(Recommender):
         self.item_init = item_init
         self.anchor = anchor
         self.profile_anchor = profile_anchor
+        self.profile_anchor_decay = profile_anchor_decay
         self.trait_l2 = trait_l2
         self.seed = seed
+
+    @property
+    def profile_anchor_(self) -> float:
+        """The customer-side anchor's starting weight in effect (see `profile_anchor`)."""
+        if self.profile_anchor is not None:
+            return float(self.profile_anchor)
+        return 5.0 if self.item_init == "svd" and self.bottleneck else 0.0
 
     def check_params(self) -> None:
         """Raise ValueError for settings no fit could use, before any data is read."""
@@ -211,7 +225,13 @@ class FunnelModel(Recommender):
         for name in ("dropout", "neighbour_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        if not 0.0 < self.profile_anchor_decay <= 1.0:
+            raise ValueError(
+                f"profile_anchor_decay must be in (0, 1], not {self.profile_anchor_decay}"
+            )
         for name in ("anchor", "profile_anchor"):
+            if getattr(self, name) is None:  # profile_anchor's default: on where it applies
+                continue
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
             if getattr(self, name) > 0 and (self.item_init != "svd" or not self.bottleneck):
@@ -309,10 +329,10 @@ class FunnelModel(Recommender):
         lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
         lab_behaviour = _behaviour_labels(windows, nxt, batch_all.items.shape[1])
         self._proj = None
-        if self.profile_anchor > 0 and self._svd is not None and self.bottleneck:
-            self._proj = _prefix_projections(
-                train, windows, self._svd, self.n_traits, batch_all.items.shape[1]
-            ).to(self.device)
+        if self.profile_anchor_ > 0 and self._svd is not None and self.bottleneck:
+            self._proj = _prefix_projections(train, windows, self._svd, self.n_traits)
+            self._proj = self._proj.to(self.device)
+            self._proj_end = torch.from_numpy(windows.offsets[1:].astype(np.int64))
         # Items without a training event are kept out of the full softmax (never pushed down
         # as negatives that can never be positives); after training they are scored from
         # their metadata alone (see `_cold_item_prior`).
@@ -359,6 +379,9 @@ class FunnelModel(Recommender):
         started = time.perf_counter()
         for epoch in range(1, self.epochs + 1):
             net.train()
+            self._anchor_weight = self.profile_anchor_ * self.profile_anchor_decay ** (epoch - 1)
+            if self._anchor_weight < 1e-3:
+                self._proj = None  # done: its memory back for the rest of the fit
             order = _length_batches(lengths, self.batch_size, rng)
             total, n = 0.0, 0
             for rows in order:
@@ -526,8 +549,9 @@ class FunnelModel(Recommender):
                 if self.trait_l2 > 0:  # keep traits off the flat ends of the sigmoid
                     loss = loss + self.trait_l2 * z.pow(2).mean()
                 if task == 0 and self._proj is not None:
-                    ref = self._proj[rows.to(dev)][:, -T:][r.to(dev), c.to(dev)]
-                    loss = loss + self.profile_anchor * (1.0 - _column_corr(z, ref).mean())
+                    # Column c of these right-aligned rows is event end - T + c of its window.
+                    ref = self._proj[(self._proj_end[rows][r] - T + c).to(dev)]
+                    loss = loss + self._anchor_weight * (1.0 - _column_corr(z, ref).mean())
                 if task == 0 and net.cfg.behaviour_heads:
                     act, gap = net.behaviour_logits(tr)
                     next_act = lab_behaviour[0][rows][:, -T:][r, c].to(dev)
@@ -1228,9 +1252,9 @@ def _svd_init(
 
 
 def _prefix_projections(
-    train: Sequences, windows: Sequences, comps: np.ndarray, k: int, T: int
+    train: Sequences, windows: Sequences, comps: np.ndarray, k: int
 ) -> torch.Tensor:
-    """(windows, T, k): each window position's history so far projected on the components.
+    """(window events, k): each window event's history so far projected on the components.
 
     The projection of log(1 + counts) grows by (log(n + 1) - log(n)) x component row each
     time an item is seen for the n-th time, so within a window it is a running sum over
@@ -1270,14 +1294,14 @@ def _prefix_projections(
     base = np.where((starts > 0)[:, None], proj[np.maximum(starts - 1, 0)], 0.0)
     proj -= np.repeat(base, windows.lengths, axis=0)  # running sums restart per window
     proj[:, :c] += np.repeat(np.asarray(m @ comps), windows.lengths, axis=0)
-    out = np.zeros((len(windows), T, k), np.float32)
-    out[wrows, T - from_end] = proj  # left-padded, as in pad_histories
-    return torch.from_numpy(out)
+    return torch.from_numpy(proj.astype(np.float32))
 
 
 def _column_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation of each column of `a` with the same column of `b`."""
     a = a - a.mean(0)
     b = b - b.mean(0)
-    den = (a.pow(2).sum(0) * b.pow(2).sum(0)).sqrt().clamp(min=1e-8)
+    # Clamped before the root: a constant column (zero variance) would give sqrt(0), whose
+    # infinite gradient turns the whole step into NaN.
+    den = (a.pow(2).sum(0) * b.pow(2).sum(0)).clamp(min=1e-16).sqrt()
     return (a * b).sum(0) / den
