@@ -409,3 +409,22 @@ def test_anchor_correlation_has_finite_gradients_for_a_constant_column() -> None
     corr = _column_corr(z, ref)
     corr.mean().backward()
     assert corr[2] == 0.0 and torch.isfinite(z.grad).all()
+
+
+def test_profile_anchor_is_on_by_default_only_where_it_applies() -> None:
+    """The default anchors traits wherever the SVD start and the bottleneck are on; the
+    item-only baselines and a random start train free; a number from the command line
+    overrides it, and a decay outside (0, 1] is refused."""
+    from funnelrec.models import SASRec
+
+    assert FunnelModel().profile_anchor_ == 5.0
+    assert FunnelModel(item_init="random").profile_anchor_ == 0.0
+    assert FunnelModel(bottleneck=False).profile_anchor_ == 0.0
+    assert SASRec().profile_anchor_ == 0.0
+    SASRec().check_params()
+    assert FunnelModel.params_from_text({"profile_anchor": "0"}) == {"profile_anchor": 0.0}
+    assert FunnelModel(profile_anchor=0.0).profile_anchor_ == 0.0
+    with pytest.raises(ValueError, match="profile_anchor_decay"):
+        FunnelModel(profile_anchor_decay=0.0).check_params()
+    with pytest.raises(ValueError, match="needs item_init='svd'"):
+        FunnelModel(profile_anchor=2.0, item_init="random").check_params()

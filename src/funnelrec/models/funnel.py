@@ -93,8 +93,10 @@ class FunnelModel(Recommender):
     profile_anchor_decay : the anchor's weight is multiplied by this after every epoch
         (1 = constant). The first epochs settle which trait is which; later ones are free
         to rank. With 5.0 and 0.5: matched correlation of traits over 3 seeds 0.89
-        instead of 0.52 on generated data, at the free model's accuracy and about one
-        epoch more (docs/benchmarks.md, "Decaying customer-side anchor").
+        instead of 0.52 on the benchmark's generated data (0.64 and 0.77 on two other
+        draws, where 0.7 keeps more: 0.78, 0.85), at the free model's accuracy on most
+        data sets and one or two epochs more (docs/benchmarks.md, "Decaying customer-side
+        anchor").
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
@@ -433,7 +435,7 @@ class FunnelModel(Recommender):
             self.history_[self.best_epoch_ - 1]["seconds"] + self.covisit_seconds_
         )
         self.fit_seconds_ = time.perf_counter() - started
-        self._proj = None  # (windows, T, k) training targets: not needed after fitting
+        self._proj = self._proj_end = None  # training targets: not needed after fitting
         return self
 
     @torch.no_grad()
