@@ -196,11 +196,16 @@ class FunnelModel(Recommender):
         self.seed = seed
 
     @property
+    def _anchorable(self) -> bool:
+        """Traits can be anchored: they exist and the SVD start gives their components."""
+        return self.item_init == "svd" and self.bottleneck
+
+    @property
     def profile_anchor_(self) -> float:
         """The customer-side anchor's starting weight in effect (see `profile_anchor`)."""
         if self.profile_anchor is not None:
             return float(self.profile_anchor)
-        return 5.0 if self.item_init == "svd" and self.bottleneck else 0.0
+        return 5.0 if self._anchorable else 0.0
 
     def check_params(self) -> None:
         """Raise ValueError for settings no fit could use, before any data is read."""
@@ -236,7 +241,7 @@ class FunnelModel(Recommender):
                 continue
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
-            if getattr(self, name) > 0 and (self.item_init != "svd" or not self.bottleneck):
+            if getattr(self, name) > 0 and not self._anchorable:
                 raise ValueError(
                     f"{name} needs item_init='svd' and the trait bottleneck (it anchors traits "
                     "to the SVD components)"
@@ -331,7 +336,9 @@ class FunnelModel(Recommender):
         lab_conv = _pad_labels(windows, conv, batch_all.items.shape[1])
         lab_behaviour = _behaviour_labels(windows, nxt, batch_all.items.shape[1])
         self._proj = None
-        if self.profile_anchor_ > 0 and self._svd is not None and self.bottleneck:
+        # (check_params allows a weight only with the SVD start and the traits; the SVD
+        # itself is None where the data are too small for one)
+        if self.profile_anchor_ > 0 and self._svd is not None:
             self._proj = _prefix_projections(train, windows, self._svd, self.n_traits)
             self._proj = self._proj.to(self.device)
             self._proj_end = torch.from_numpy(windows.offsets[1:].astype(np.int64))
