@@ -428,3 +428,18 @@ def test_profile_anchor_is_on_by_default_only_where_it_applies() -> None:
         FunnelModel(profile_anchor_decay=0.0).check_params()
     with pytest.raises(ValueError, match="needs item_init='svd'"):
         FunnelModel(profile_anchor=2.0, item_init="random").check_params()
+
+
+def test_weight_average_leaves_training_alone_and_is_what_is_kept(split) -> None:
+    """The averaged weights are validated and kept; training goes on from the raw ones."""
+    kw = dict(n_traits=4, epochs=2, seed=0, internal_validation=False)
+    raw = FunnelModel(**kw).fit(split.train)
+    avg = FunnelModel(**kw, ema=0.9).fit(split.train)
+    # Swapping the average in and out around each epoch's end must not touch training
+    # (equal up to the float noise of two threads summing in varying order).
+    losses = [r["loss"] for r in raw.history_]
+    assert [r["loss"] for r in avg.history_] == pytest.approx(losses, rel=1e-6)
+    a, b = raw.net_.state_dict(), avg.net_.state_dict()
+    assert not torch.equal(a["item_emb.weight"], b["item_emb.weight"])
+    with pytest.raises(ValueError, match="ema"):
+        FunnelModel(ema=1.0).check_params()

@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from funnelrec.models.base import Recommender
+from funnelrec.models.chunked_ce import score_cross_entropy
 from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
 from funnelrec.models.windows import (
     Batch,
@@ -101,6 +102,9 @@ class FunnelModel(Recommender):
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
         (`flat_traits` finds them); 0.01 keeps them spread at the same accuracy there.
+    ema : validate and keep an exponential moving average of the weights over the steps
+        (decay per step; 0 = off, the raw weights): a smoother optimum, and validation
+        that moves less from epoch to epoch.
     seed : makes fitting repeatable (same seed, same data, same metrics).
 
     Examples
@@ -152,6 +156,7 @@ class FunnelModel(Recommender):
         profile_anchor: float | None = None,
         profile_anchor_decay: float = 0.5,
         trait_l2: float = 0.0,
+        ema: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.n_traits = n_traits
@@ -193,6 +198,7 @@ class FunnelModel(Recommender):
         self.profile_anchor = profile_anchor
         self.profile_anchor_decay = profile_anchor_decay
         self.trait_l2 = trait_l2
+        self.ema = ema
         self.seed = seed
 
     @property
@@ -229,7 +235,7 @@ class FunnelModel(Recommender):
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
-        for name in ("dropout", "neighbour_dropout"):
+        for name in ("dropout", "neighbour_dropout", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)}")
         if not 0.0 < self.profile_anchor_decay <= 1.0:
@@ -385,6 +391,9 @@ class FunnelModel(Recommender):
         )
         lengths = batch_all.lengths.numpy()
         best, best_state, bad, self.history_ = -1.0, None, 0, []
+        params = [p for p in net.parameters() if p.requires_grad]
+        averaged = [p.detach().clone() for p in params] if self.ema > 0 else None
+        steps = 0
         started = time.perf_counter()
         for epoch in range(1, self.epochs + 1):
             net.train()
@@ -401,6 +410,12 @@ class FunnelModel(Recommender):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
+                steps += 1
+                if averaged is not None:
+                    # Early steps weigh more (as in TensorFlow's moving averages): the start
+                    # is not an average worth keeping.
+                    decay = min(self.ema, (1.0 + steps) / (10.0 + steps))
+                    torch._foreach_lerp_(averaged, [p.detach() for p in params], 1.0 - decay)
                 total += float(loss.detach())
                 n += 1
             record: dict[str, Any] = {
@@ -409,6 +424,7 @@ class FunnelModel(Recommender):
                 "seconds": time.perf_counter() - started,
                 "lr": opt.param_groups[0]["lr"],
             }
+            raw = _swap_in(params, averaged)  # validate (and keep) the averaged weights
             if valid is not None and len(valid[1]):
                 self._cold_item_prior(net)
                 record["valid_NDCG@10"] = self._valid_ndcg(*valid, mask_history=mask_history)
@@ -420,8 +436,11 @@ class FunnelModel(Recommender):
                     bad += 1
                     if self.lr_decay < 1.0 and best_state is not None:
                         net.load_state_dict(best_state)
+                        raw = None  # go on from the best weights
                         for group in opt.param_groups:
                             group["lr"] *= self.lr_decay
+            if raw is not None and (valid is None or bad < self.patience):
+                _swap_in(params, raw)  # training goes on from the raw weights
             self.history_.append(record)
             if progress:
                 progress(record)
@@ -429,6 +448,8 @@ class FunnelModel(Recommender):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
+        elif averaged is not None:
+            _swap_in(params, averaged)  # no validation: the last average is the model
         self._cold_item_prior(net)
         if not hasattr(self, "best_epoch_"):
             self.best_epoch_ = len(self.history_)
@@ -549,8 +570,7 @@ class FunnelModel(Recommender):
                     hi.to(dev), ha.to(dev), hg.to(dev), task, repeats=(nxt[rd], occ[rd], cd)
                 )
             ht = net.for_task(h[r.to(dev), c.to(dev)], task)
-            logits, labels_ = self._train_logits(net, ht, hist, target)
-            loss = loss + F.cross_entropy(logits, labels_)
+            loss = loss + self._train_loss(net, ht, hist, target)
             if self.bottleneck:
                 z = net.to_traits(ht)
                 tr = torch.sigmoid(z)
@@ -575,6 +595,22 @@ class FunnelModel(Recommender):
             drift = ((net.to_loadings(net.item_vectors(j)) - ref) ** 2).sum(1).mean()
             loss = loss + self.anchor * drift / ref.pow(2).sum(1).mean().clamp(min=1e-12)
         return loss
+
+    def _train_loss(
+        self, net: FunnelNet, h: torch.Tensor, hist: tuple | None, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of the next item: over the whole catalogue a block of rows at a
+        time (`chunked_ce`: the (positions x items) scores are never built whole), or over a
+        sample (`_train_logits`)."""
+        if self.n_items_ > self.full_softmax_max_items or float(net.co_scale) != 0.0:
+            return F.cross_entropy(*self._train_logits(net, h, hist, target))
+        vecs, _, proj, right = net._all_items()
+        bias = net.item_bias
+        if self._unseen is not None:
+            bias = bias.masked_fill(self._unseen, float("-inf"))
+        left = net._left(h, hist, proj, vecs.shape[1])
+        idx, w = (hist[0], hist[1]) if hist is not None and net.cfg.history else (None, None)
+        return score_cross_entropy(left, right, bias, target, idx, w)
 
     def _train_logits(
         self, net: FunnelNet, h: torch.Tensor, hist: tuple | None, target: torch.Tensor
@@ -1304,6 +1340,17 @@ def _prefix_projections(
     proj -= np.repeat(base, windows.lengths, axis=0)  # running sums restart per window
     proj[:, :c] += np.repeat(np.asarray(m @ comps), windows.lengths, axis=0)
     return torch.from_numpy(proj.astype(np.float32))
+
+
+@torch.no_grad()
+def _swap_in(params: list[torch.Tensor], values: list[torch.Tensor] | None):
+    """Copy `values` into `params`; returns the values they held (None if nothing to do)."""
+    if values is None:
+        return None
+    held = [p.detach().clone() for p in params]
+    for p, v in zip(params, values, strict=True):
+        p.copy_(v)
+    return held
 
 
 def _column_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -381,45 +381,59 @@ class FunnelNet(nn.Module):
             bias = self.item_bias
             if exclude is not None:
                 bias = bias.masked_fill(exclude, float("-inf"))
+            table = proj
         else:
             vecs = self.item_vectors(cols + 1)
             load = self.to_loadings(vecs) if self.cfg.bottleneck else None
             right, bias = self._right(vecs, load).T, self.item_bias[cols]
+            table = None  # projected from the history's own items in `_left`
+        s = torch.addmm(bias, self._left(h, hist, table, vecs.shape[1]), right)
+        if cols is None:
+            self._add_sparse(s, hist)  # s is this call's own product
+            return s
+        if self.cfg.neighbours and hist is not None and float(self.co_scale) != 0.0:
+            s = s + self.co_scale * self.covisit(hist[0], hist[2])[:, cols]
+        if self.cfg.history and hist is not None:
+            idx, w, _ = hist
+            # Map history items onto the scored columns (first match), others dropped.
+            where = torch.full((self.cfg.n_items,), -1, dtype=torch.long, device=s.device)
+            where[cols.flip(0)] = torch.arange(len(cols) - 1, -1, -1, device=s.device)
+            pos = where[idx]
+            extra = torch.zeros(s.shape[0], len(cols) + 1, device=s.device)
+            extra = extra.scatter_add(1, torch.where(pos >= 0, pos, len(cols)), w)
+            s = s + extra[:, :-1]
+        return s
+
+    def _left(
+        self, h: torch.Tensor, hist: tuple | None, table: torch.Tensor | None, d: int
+    ) -> torch.Tensor:
+        """The customer side of the scoring product: [scale * traits, u] (see `score`)."""
         # One matrix product for the trait part and the neighbour part:
         # [scale * traits, u] . [loadings, v]_j, with u = sum_s nw_s * P v(item_s).
         left = [self.logit_scale.exp() * self.traits(h) if self.cfg.bottleneck else h]
         if self.cfg.neighbours:
             if hist is None:
-                u = h.new_zeros(h.shape[0], vecs.shape[1])
+                u = h.new_zeros(h.shape[0], d)
             else:
                 idx, _, nw = hist
-                if cols is None:
-                    table, rows = proj, idx
-                else:  # project only the items in these histories
+                if table is None:  # project only the items in these histories
                     seen, rows = torch.unique(idx, return_inverse=True)
                     table = self.neigh_proj(self.item_vectors(seen + 1))
+                else:
+                    rows = idx
                 # A weighted sum per history without building the (N, T, d) tensor.
                 u = F.embedding_bag(rows, table, per_sample_weights=nw, mode="sum")
                 # The encoder's dropout never reaches this linear item-to-item path, which
                 # otherwise memorises training transitions within a few epochs.
                 u = F.dropout(u, self.cfg.neighbour_dropout, self.training)
             left.append(u)
-        s = torch.addmm(bias, torch.cat(left, 1), right)
-        if self.cfg.neighbours and hist is not None and float(self.co_scale) != 0.0:
-            if cols is None:
-                self.covisit(hist[0], hist[2], out=s)  # s is this call's own product
-            else:
-                s = s + self.co_scale * self.covisit(hist[0], hist[2])[:, cols]
-        if self.cfg.history and hist is not None:
-            idx, w, _ = hist
-            if cols is None:
-                s.scatter_add_(1, idx, w)  # in place: s is this call's own product
-            else:
-                # Map history items onto the scored columns (first match), others dropped.
-                where = torch.full((self.cfg.n_items,), -1, dtype=torch.long, device=s.device)
-                where[cols.flip(0)] = torch.arange(len(cols) - 1, -1, -1, device=s.device)
-                pos = where[idx]
-                extra = torch.zeros(s.shape[0], len(cols) + 1, device=s.device)
-                extra = extra.scatter_add(1, torch.where(pos >= 0, pos, len(cols)), w)
-                s = s + extra[:, :-1]
-        return s
+        return torch.cat(left, 1) if len(left) > 1 else left[0]
+
+    def _add_sparse(self, s: torch.Tensor, hist: tuple | None) -> None:
+        """Add the per-history-item terms (covisit, repeat) into all-item scores in place."""
+        if hist is None:
+            return
+        if self.cfg.neighbours and float(self.co_scale) != 0.0:
+            self.covisit(hist[0], hist[2], out=s)
+        if self.cfg.history:
+            s.scatter_add_(1, hist[0], hist[1])
