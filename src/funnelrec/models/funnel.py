@@ -436,7 +436,9 @@ class FunnelModel(Recommender):
                     bad += 1
                     if self.lr_decay < 1.0 and best_state is not None:
                         net.load_state_dict(best_state)
-                        raw = None  # go on from the best weights
+                        raw = None  # go on from the best weights, and average from them
+                        if averaged is not None:
+                            averaged = [p.detach().clone() for p in params]
                         for group in opt.param_groups:
                             group["lr"] *= self.lr_decay
             if raw is not None and (valid is None or bad < self.patience):
@@ -600,9 +602,11 @@ class FunnelModel(Recommender):
         self, net: FunnelNet, h: torch.Tensor, hist: tuple | None, target: torch.Tensor
     ) -> torch.Tensor:
         """Cross-entropy of the next item: over the whole catalogue a block of rows at a
-        time (`chunked_ce`: the (positions x items) scores are never built whole), or over a
-        sample (`_train_logits`)."""
-        if self.n_items_ > self.full_softmax_max_items or float(net.co_scale) != 0.0:
+        time on a CPU (`chunked_ce`: the (positions x items) scores are never built whole),
+        in one piece on a GPU (whose bandwidth the blocks would only cut into small kernels),
+        or over a sample (`_train_logits`)."""
+        blockwise = h.device.type == "cpu" and float(net.co_scale) == 0.0
+        if self.n_items_ > self.full_softmax_max_items or not blockwise:
             return F.cross_entropy(*self._train_logits(net, h, hist, target))
         vecs, _, proj, right = net._all_items()
         bias = net.item_bias
