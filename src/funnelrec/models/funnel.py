@@ -23,7 +23,6 @@ import torch
 from torch.nn import functional as F
 
 from funnelrec.models.base import Recommender
-from funnelrec.models.chunked_ce import score_cross_entropy
 from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
 from funnelrec.models.windows import (
     Batch,
@@ -393,6 +392,7 @@ class FunnelModel(Recommender):
         best, best_state, bad, self.history_ = -1.0, None, 0, []
         params = [p for p in net.parameters() if p.requires_grad]
         averaged = [p.detach().clone() for p in params] if self.ema > 0 else None
+        live = [p.detach() for p in params]  # views: they follow the parameters
         steps = 0
         started = time.perf_counter()
         for epoch in range(1, self.epochs + 1):
@@ -415,7 +415,7 @@ class FunnelModel(Recommender):
                     # Early steps weigh more (as in TensorFlow's moving averages): the start
                     # is not an average worth keeping.
                     decay = min(self.ema, (1.0 + steps) / (10.0 + steps))
-                    torch._foreach_lerp_(averaged, [p.detach() for p in params], 1.0 - decay)
+                    torch._foreach_lerp_(averaged, live, 1.0 - decay)
                 total += float(loss.detach())
                 n += 1
             record: dict[str, Any] = {
@@ -601,31 +601,14 @@ class FunnelModel(Recommender):
     def _train_loss(
         self, net: FunnelNet, h: torch.Tensor, hist: tuple | None, target: torch.Tensor
     ) -> torch.Tensor:
-        """Cross-entropy of the next item: over the whole catalogue a block of rows at a
-        time on a CPU (`chunked_ce`: the (positions x items) scores are never built whole),
-        in one piece on a GPU (whose bandwidth the blocks would only cut into small kernels),
-        or over a sample (`_train_logits`)."""
-        blockwise = h.device.type == "cpu" and float(net.co_scale) == 0.0
-        if self.n_items_ > self.full_softmax_max_items or not blockwise:
-            return F.cross_entropy(*self._train_logits(net, h, hist, target))
-        vecs, _, proj, right = net._all_items()
-        bias = net.item_bias
-        if self._unseen is not None:
-            bias = bias.masked_fill(self._unseen, float("-inf"))
-        left = net._left(h, hist, proj, vecs.shape[1])
-        idx, w = (hist[0], hist[1]) if hist is not None and net.cfg.history else (None, None)
-        return score_cross_entropy(left, right, bias, target, idx, w)
-
-    def _train_logits(
-        self, net: FunnelNet, h: torch.Tensor, hist: tuple | None, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels: full softmax, or sampled softmax with log-Q correction.
+        """Cross-entropy of the next item: full softmax, or sampled softmax with log-Q
+        correction above `full_softmax_max_items`.
 
         The sampled version scores the batch's targets plus popularity-sampled negatives and
         subtracts log q(item), so the expected gradient matches the full softmax.
         """
         if self.n_items_ <= self.full_softmax_max_items:
-            return net.score(h, hist, exclude=self._unseen), target
+            return net.cross_entropy(h, hist, target, exclude=self._unseen)
         q = self.log_q_.exp()
         neg = torch.multinomial(q, self.n_negatives, replacement=True).to(target.device)
         extra = [target, neg]
@@ -635,7 +618,7 @@ class FunnelModel(Recommender):
         # Each distinct column was in the sample with probability 1 - (1 - q)^n, not q.
         log_in = torch.log(-torch.expm1(self.n_negatives * torch.log1p(-q[cols].clamp(max=0.999))))
         logits = net.score(h, hist, cols=cols) - log_in
-        return logits, inverse[: len(target)]
+        return F.cross_entropy(logits, inverse[: len(target)])
 
     def _valid_ndcg(
         self, contexts: Sequences, targets: np.ndarray, mask_history: bool = False

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from funnelrec.models.chunked_ce import score_cross_entropy
+
 N_GAP_BUCKETS = 26  # 0 = first event / padding; then log2 buckets of seconds (~1 year max)
 N_AGE_BUCKETS = 8  # history age in events: 0, 1, 2, 3, 4-7, 8-15, 16-31, 32+
 
@@ -378,10 +380,7 @@ class FunnelNet(nn.Module):
         """
         if cols is None:
             vecs, load, proj, right = self._all_items()
-            bias = self.item_bias
-            if exclude is not None:
-                bias = bias.masked_fill(exclude, float("-inf"))
-            table = proj
+            bias, table = self._bias(exclude), proj
         else:
             vecs = self.item_vectors(cols + 1)
             load = self.to_loadings(vecs) if self.cfg.bottleneck else None
@@ -403,6 +402,31 @@ class FunnelNet(nn.Module):
             extra = extra.scatter_add(1, torch.where(pos >= 0, pos, len(cols)), w)
             s = s + extra[:, :-1]
         return s
+
+    def cross_entropy(
+        self,
+        h: torch.Tensor,
+        hist: tuple | None,
+        target: torch.Tensor,
+        exclude: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean full-softmax cross-entropy of `score(h, hist, exclude=exclude)` at `target`.
+
+        On a CPU, a block of rows at a time (`chunked_ce`: the (N, n_items) scores are never
+        built whole); on a GPU, or with a covisit weight, through `score` in one piece.
+        """
+        if h.device.type != "cpu" or float(self.co_scale) != 0.0:
+            return F.cross_entropy(self.score(h, hist, exclude=exclude), target)
+        vecs, _, proj, right = self._all_items()
+        left = self._left(h, hist, proj, vecs.shape[1])
+        idx, w = (hist[0], hist[1]) if hist is not None and self.cfg.history else (None, None)
+        return score_cross_entropy(left, right, self._bias(exclude), target, idx, w)
+
+    def _bias(self, exclude: torch.Tensor | None) -> torch.Tensor:
+        """Item biases, -inf for the `exclude`d items (kept out of every ranking)."""
+        if exclude is None:
+            return self.item_bias
+        return self.item_bias.masked_fill(exclude, float("-inf"))
 
     def _left(
         self, h: torch.Tensor, hist: tuple | None, table: torch.Tensor | None, d: int
