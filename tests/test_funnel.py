@@ -384,6 +384,27 @@ def test_neighbour_dropout_acts_in_training_only() -> None:
     assert not torch.allclose(a, b)
 
 
+def test_frozen_encoder_path_gives_the_modules_states() -> None:
+    """Inference runs the transformer layers written out; they must give the states of the
+    PyTorch modules they take their weights from, padding and batching included."""
+    from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
+
+    torch.manual_seed(0)
+    net = FunnelNet(FunnelNetConfig(n_items=30, n_actions=3, n_heads=4, n_layers=3))
+    net.eval()
+    items = torch.randint(1, 31, (5, 9))
+    items[1, :4] = 0  # left padding, as histories come
+    items[3, :8] = 0
+    fields = (items, torch.randint(0, 3, (5, 9)), torch.randint(0, 5, (5, 9)), items % 2)
+    with torch.no_grad():
+        frozen = net.encode(*fields)
+    with torch.enable_grad():  # the modules' own path
+        modules = net.encode(*fields)
+    assert torch.allclose(frozen, modules, atol=1e-5)
+    with torch.no_grad():  # one history alone: the same states as within the batch
+        assert torch.allclose(net.encode(*(f[3:4] for f in fields)), frozen[3:4], atol=1e-5)
+
+
 def test_lr_decay_steps_down_after_each_epoch_without_progress(split) -> None:
     valid = (split.valid.contexts(split.full), split.valid.targets)
     m = FunnelModel(n_traits=4, epochs=8, patience=3, lr=2e-3, lr_decay=0.5, seed=0)

@@ -234,9 +234,34 @@ class FunnelNet(nn.Module):
             causal = T_[None, :] > T_[:, None]  # (T, T)
             blocked = causal[None] | pad[:, None, :]  # (B, T, T)
             blocked = blocked & ~torch.eye(T, dtype=torch.bool, device=items.device)[None]
-            mask = blocked.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, T, T)
-            h = self.encoder(x, mask=mask)
+            if self.training or torch.is_grad_enabled():
+                mask = blocked.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, T, T)
+                h = self.encoder(x, mask=mask)
+            else:
+                h = self._transformer_frozen(x, ~blocked)
         return self.norm_out(h)
+
+    def _transformer_frozen(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """The encoder layers' inference computation written out on their own weights:
+        pre-norm self-attention, then a GELU feed-forward, each added to its input.
+
+        The same states as `self.encoder` to float rounding (tested). PyTorch's layer
+        checks some twenty conditions per call before its fused path, which on one short
+        history costs more than the two layers themselves (a live update: 0.53 -> 0.39 ms).
+        """
+        B, T, d = x.shape
+        H = self.cfg.n_heads
+        allowed = allowed.unsqueeze(1)  # (B, 1, T, T): the same for every head
+        for layer in self.encoder.layers:
+            att, n1, n2 = layer.self_attn, layer.norm1, layer.norm2
+            y = F.layer_norm(x, (d,), n1.weight, n1.bias, n1.eps)
+            qkv = F.linear(y, att.in_proj_weight, att.in_proj_bias).view(B, T, 3, H, d // H)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d / H)
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            x = x + att.out_proj(a.transpose(1, 2).reshape(B, T, d))
+            y = F.layer_norm(x, (d,), n2.weight, n2.bias, n2.eps)
+            x = x + layer.linear2(layer.activation(layer.linear1(y)))
+        return x
 
     def _gru(self, x: torch.Tensor, n_pad: torch.Tensor) -> torch.Tensor:
         """Run the GRU on real events only: shift them to the front, pack, shift back."""
