@@ -464,3 +464,20 @@ def test_weight_average_leaves_training_alone_and_is_what_is_kept(split) -> None
     assert not torch.equal(a["item_emb.weight"], b["item_emb.weight"])
     with pytest.raises(ValueError, match="ema"):
         FunnelModel(ema=1.0).check_params()
+
+
+def test_block_top_k_gives_torch_topk_values() -> None:
+    """The live path ranks only the blocks that can hold the k best; the values must be
+    those of a full `torch.topk` (ties, -inf and a ragged tail included)."""
+    from funnelrec.models.funnel import _top_k
+
+    gen = torch.Generator().manual_seed(0)
+    for n, k in [(5, 10), (300, 10), (5_000, 10), (88_037, 10), (20_000, 50)]:
+        s = torch.randn(n, generator=gen).round(decimals=1)  # many ties
+        s[torch.randint(0, n, (n // 10,), generator=gen)] = float("-inf")
+        s[-1] = 100.0  # the best score in the ragged tail
+        best, pos = _top_k(s, k)
+        want = torch.topk(s, min(k, n)).values
+        assert torch.equal(best, want)
+        assert torch.equal(s[pos], best)
+        assert len(set(pos.tolist())) == len(pos)
