@@ -212,7 +212,10 @@ class FunnelNet(nn.Module):
         """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0."""
         T = items.shape[1]
         pad = items == 0
-        x = self.item_vectors(items)  # (B, T, d)
+        if self.training or torch.is_grad_enabled():
+            x = self.item_vectors(items)  # (B, T, d)
+        else:  # frozen: one lookup in the cached item vectors (padding is zeroed below)
+            x = F.embedding((items - 1).clamp(min=0), self._all_items()[0])
         if self.cfg.use_actions:
             x = x * self.action_gate[actions].unsqueeze(-1) + self.action_emb(actions)
         if self.cfg.use_gaps:
