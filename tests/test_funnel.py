@@ -417,6 +417,8 @@ def test_lr_decay_steps_down_after_each_epoch_without_progress(split) -> None:
     assert m.history_[-1]["lr"] < 2e-3  # this fit had epochs without progress
     with pytest.raises(ValueError, match="lr_decay"):
         FunnelModel(lr_decay=0.0).check_params()
+    with pytest.raises(ValueError, match="n_layers"):
+        FunnelModel(n_layers=0).check_params()
 
 
 def test_anchor_correlation_has_finite_gradients_for_a_constant_column() -> None:
@@ -481,3 +483,12 @@ def test_block_top_k_gives_torch_topk_values() -> None:
         assert torch.equal(best, want)
         assert torch.equal(s[pos], best)
         assert len(set(pos.tolist())) == len(pos)
+    # Built to catch a block too few or a column too few per block: the 10 best at the
+    # last column of 10 separate blocks, then many blocks tied at the 10th maximum.
+    s = torch.zeros(128 * 100)
+    s[torch.arange(10) * 128 * 7 + 127] = torch.arange(10, 20, dtype=torch.float)
+    assert torch.equal(_top_k(s, 10)[0], torch.topk(s, 10).values)
+    s = torch.zeros(128 * 100)
+    s[torch.arange(100) * 128 + 127] = torch.where(torch.arange(100) < 9, 2.0, 1.0)
+    best, pos = _top_k(s, 10)
+    assert torch.equal(best, torch.topk(s, 10).values) and torch.equal(s[pos], best)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -533,7 +534,7 @@ def _event_codes(
     return items, actions, ts
 
 
-def _column_names(df: pd.DataFrame) -> list:
+def _column_names(df: pd.DataFrame) -> list[Hashable]:
     """The column names as a plain list: a test like `"x" in df.columns` on a frame just
     made from a few events costs tens of microseconds each (a live update makes five)."""
     return df.columns.tolist()

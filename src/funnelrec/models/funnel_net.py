@@ -152,6 +152,7 @@ class FunnelNet(nn.Module):
         self.item_cat.copy_(torch.cat([pad, cat.long()]))
         self.item_brand.copy_(torch.cat([pad, brand.long()]))
         self.item_price.copy_(torch.cat([pad, price.long()]))
+        self._item_cache = None  # item vectors read the codes
 
     def set_covisit(self, ptr: torch.Tensor, idx: torch.Tensor, val: torch.Tensor) -> None:
         """Item-to-following-item counts in CSR form (0-based items), see `covisit`."""
@@ -212,10 +213,10 @@ class FunnelNet(nn.Module):
         """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0."""
         T = items.shape[1]
         pad = items == 0
-        if self.training or torch.is_grad_enabled():
+        if self._item_cache is None or self.training or torch.is_grad_enabled():
             x = self.item_vectors(items)  # (B, T, d)
-        else:  # frozen: one lookup in the cached item vectors (padding is zeroed below)
-            x = F.embedding((items - 1).clamp(min=0), self._all_items()[0])
+        else:  # frozen and cached by scoring: one lookup (padding 0 is zeroed below)
+            x = F.embedding((items - 1).clamp(min=0), self._item_cache[0])
         if self.cfg.use_actions:
             x = x * self.action_gate[actions].unsqueeze(-1) + self.action_emb(actions)
         if self.cfg.use_gaps:
