@@ -22,7 +22,7 @@ class _ChunkedScoreCE(torch.autograd.Function):
         n, parts = left.shape
         ext = torch.cat([right, bias[None]], 0)  # (parts + 1, items)
         lext = torch.cat([left, left.new_ones(n, 1)], 1)  # (n, parts + 1)
-        finite = ext[:parts].T  # without the bias row, which may hold -inf (0 x -inf = NaN)
+        finite = right.T  # without the bias row, which may hold -inf (0 x -inf = NaN)
         g_left, g_ext = left.new_empty(n, parts), torch.zeros_like(ext)
         g_w = torch.empty_like(w) if w is not None else None
         buf = left.new_empty(min(chunk, n), ext.shape[1])

@@ -213,10 +213,11 @@ class FunnelNet(nn.Module):
         """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0."""
         T = items.shape[1]
         pad = items == 0
-        if self._item_cache is None or self.training or torch.is_grad_enabled():
+        frozen = self._frozen()
+        if frozen and self._item_cache is not None:  # cached by scoring: one lookup
+            x = F.embedding((items - 1).clamp(min=0), self._item_cache[0])  # (padding: below)
+        else:
             x = self.item_vectors(items)  # (B, T, d)
-        else:  # frozen and cached by scoring: one lookup (padding 0 is zeroed below)
-            x = F.embedding((items - 1).clamp(min=0), self._item_cache[0])
         if self.cfg.use_actions:
             x = x * self.action_gate[actions].unsqueeze(-1) + self.action_emb(actions)
         if self.cfg.use_gaps:
@@ -238,11 +239,11 @@ class FunnelNet(nn.Module):
             causal = T_[None, :] > T_[:, None]  # (T, T)
             blocked = causal[None] | pad[:, None, :]  # (B, T, T)
             blocked = blocked & ~torch.eye(T, dtype=torch.bool, device=items.device)[None]
-            if self.training or torch.is_grad_enabled():
+            if frozen:
+                h = self._transformer_frozen(x, ~blocked)
+            else:
                 mask = blocked.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, T, T)
                 h = self.encoder(x, mask=mask)
-            else:
-                h = self._transformer_frozen(x, ~blocked)
         return self.norm_out(h)
 
     def _transformer_frozen(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -293,6 +294,10 @@ class FunnelNet(nn.Module):
         """(n_items, k) how much each trait raises each item's score."""
         return self._all_items()[1]
 
+    def _frozen(self) -> bool:
+        """Inference: eval mode, no gradients (the item cache and `_transformer_frozen`)."""
+        return not self.training and not torch.is_grad_enabled()
+
     def _all_items(self) -> tuple[torch.Tensor, ...]:
         """Every item's vector, trait loadings, neighbour projection P v and the right-hand
         side of the scoring product ([loadings, v]^T, see `score`); absent parts are None.
@@ -300,7 +305,7 @@ class FunnelNet(nn.Module):
         Recomputing them costs O(items x d) per call, which would dominate scoring one
         customer; they are cached while the network is frozen (eval mode, no gradients).
         """
-        frozen = not self.training and not torch.is_grad_enabled()
+        frozen = self._frozen()
         if frozen and self._item_cache is not None:
             return self._item_cache
         vecs = self.item_vectors()
@@ -415,7 +420,7 @@ class FunnelNet(nn.Module):
             load = self.to_loadings(vecs) if self.cfg.bottleneck else None
             right, bias = self._right(vecs, load).T, self.item_bias[cols]
             table = None  # projected from the history's own items in `_left`
-        s = torch.addmm(bias, self._left(h, hist, table, vecs.shape[1]), right)
+        s = torch.addmm(bias, self._left(h, hist, table), right)
         if cols is None:
             self._add_sparse(s, hist)  # s is this call's own product
             return s
@@ -446,8 +451,8 @@ class FunnelNet(nn.Module):
         """
         if h.device.type != "cpu" or float(self.co_scale) != 0.0:
             return F.cross_entropy(self.score(h, hist, exclude=exclude), target)
-        vecs, _, proj, right = self._all_items()
-        left = self._left(h, hist, proj, vecs.shape[1])
+        _, _, proj, right = self._all_items()
+        left = self._left(h, hist, proj)
         idx, w = (hist[0], hist[1]) if hist is not None and self.cfg.history else (None, None)
         return score_cross_entropy(left, right, self._bias(exclude), target, idx, w)
 
@@ -458,7 +463,7 @@ class FunnelNet(nn.Module):
         return self.item_bias.masked_fill(exclude, float("-inf"))
 
     def _left(
-        self, h: torch.Tensor, hist: tuple | None, table: torch.Tensor | None, d: int
+        self, h: torch.Tensor, hist: tuple | None, table: torch.Tensor | None
     ) -> torch.Tensor:
         """The customer side of the scoring product: [scale * traits, u] (see `score`)."""
         # One matrix product for the trait part and the neighbour part:
@@ -466,7 +471,7 @@ class FunnelNet(nn.Module):
         left = [self.logit_scale.exp() * self.traits(h) if self.cfg.bottleneck else h]
         if self.cfg.neighbours:
             if hist is None:
-                u = h.new_zeros(h.shape[0], d)
+                u = h.new_zeros(h.shape[0], self.cfg.d_model)
             else:
                 idx, _, nw = hist
                 if table is None:  # project only the items in these histories
