@@ -403,6 +403,10 @@ def test_frozen_encoder_path_gives_the_modules_states() -> None:
     assert torch.allclose(frozen, modules, atol=1e-5)
     with torch.no_grad():  # one history alone: the same states as within the batch
         assert torch.allclose(net.encode(*(f[3:4] for f in fields)), frozen[3:4], atol=1e-5)
+        # The top layer run for the last position alone: that position's states.
+        last = net.encode(*fields, last_only=True)
+    assert last.shape == (5, 1, net.cfg.d_model)
+    assert torch.allclose(last, modules[:, -1:], atol=1e-5)
 
 
 def test_lr_decay_steps_down_after_each_epoch_without_progress(split) -> None:

@@ -581,12 +581,12 @@ def encode_histories(
             )
     df = events  # everything below is positional: the index is never read
     items, actions, ts = _event_codes(vocab, df, after)
-    why = _unusable(items, actions, ts)
-    keep = why == ""
-    dropped = {
-        r: int((why == r).sum()) for r in ("unknown item", "unknown action", "bad timestamp")
-    }
-    sub = np.flatnonzero(keep)
+    if (items < 0).any() or (actions < 0).any() or np.isnan(ts).any():
+        why = _unusable(items, actions, ts)
+        dropped = {r: int((why == r).sum()) for r in _UNUSABLE}
+        sub = np.flatnonzero(why == "")
+    else:  # every event usable (the usual case): no per-event reasons to build
+        dropped, sub = dict.fromkeys(_UNUSABLE, 0), np.arange(len(items))
     if "customer_id" in columns:
         order_keys, uniq = pd.factorize(df["customer_id"].astype(str).to_numpy())
         order = sub[np.lexsort((sub, ts[sub], order_keys[sub]))]
@@ -638,6 +638,10 @@ def to_seconds(values: pd.Series) -> np.ndarray:
     """
     if not isinstance(values, pd.Series):
         values = pd.Series(values)
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        # Plain numbers (a live update's usual case): pandas' dtype tests cost more than
+        # the conversion itself.
+        return _numeric_seconds(values.to_numpy(dtype=np.float64))
     if pd.api.types.is_datetime64_any_dtype(values):
         v = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
         # pandas picks s/ms/us/ns resolution: go through a Timedelta, never assume ns.
@@ -645,15 +649,19 @@ def to_seconds(values: pd.Series) -> np.ndarray:
     is_num = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     num = values if is_num else pd.to_numeric(values, errors="coerce")
     if is_num or num.notna().sum() >= values.notna().sum():  # every present value is a number
-        x = num.to_numpy(dtype=np.float64, na_value=np.nan)
-        present = np.abs(x[np.isfinite(x)])
-        # (np.median of one value costs more than the rest of a one-event update's timestamps)
-        mag = np.median(present) if len(present) > 1 else present.sum()
-        div = 1e9 if mag >= 1e17 else 1e6 if mag >= 1e14 else 1e3 if mag >= 1e11 else 1.0
-        return x / div
+        return _numeric_seconds(num.to_numpy(dtype=np.float64, na_value=np.nan))
     text = values.astype("string").str.replace(r"\s*(UTC|GMT)$", "+00:00", regex=True)
     parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
     return ((parsed - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _numeric_seconds(x: np.ndarray) -> np.ndarray:
+    """Numbers as seconds: s, ms, us or ns told apart by their typical magnitude."""
+    present = np.abs(x[np.isfinite(x)])
+    # (np.median of one value costs more than the rest of a one-event update's timestamps)
+    mag = np.median(present) if len(present) > 1 else present.sum()
+    div = 1e9 if mag >= 1e17 else 1e6 if mag >= 1e14 else 1e3 if mag >= 1e11 else 1.0
+    return x / div
 
 
 def concat_sequences(parts: list[Sequences]) -> Sequences:

@@ -702,9 +702,9 @@ class FunnelModel(Recommender):
         batch = _tail(wide, self.max_len)
         task = getattr(self, "score_task_", 1 if self.conversion_ else 0)
         dev = self._device
-        states = net.encode(
-            batch.items.to(dev), batch.actions.to(dev), batch.gaps.to(dev), batch.starts.to(dev)
-        )
+        fields = (batch.items, batch.actions, batch.gaps, batch.starts)
+        # Without journey traits only the last state is read: the top layer computes it alone.
+        states = net.encode(*(f.to(dev) for f in fields), last_only=journey is None)
         h = net.for_task(states[:, -1], task)
         if journey is not None and self.bottleneck:
             t = net.traits(net.for_task(states, task))

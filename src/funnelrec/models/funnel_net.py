@@ -208,9 +208,18 @@ class FunnelNet(nn.Module):
         return v
 
     def encode(
-        self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor, starts: torch.Tensor
+        self,
+        items: torch.Tensor,
+        actions: torch.Tensor,
+        gaps: torch.Tensor,
+        starts: torch.Tensor,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0."""
+        """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0.
+
+        `last_only` (inference with the transformer): (B, 1, d), the last event's state
+        alone; the top layer then runs one query instead of T (scoring reads no other).
+        """
         T = items.shape[1]
         pad = items == 0
         frozen = self._frozen()
@@ -240,30 +249,37 @@ class FunnelNet(nn.Module):
             blocked = causal[None] | pad[:, None, :]  # (B, T, T)
             blocked = blocked & ~torch.eye(T, dtype=torch.bool, device=items.device)[None]
             if frozen:
-                h = self._transformer_frozen(x, ~blocked)
+                h = self._transformer_frozen(x, ~blocked, last_only)
             else:
                 mask = blocked.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, T, T)
                 h = self.encoder(x, mask=mask)
         return self.norm_out(h)
 
-    def _transformer_frozen(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def _transformer_frozen(
+        self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
         """The encoder layers' inference computation written out on their own weights:
         pre-norm self-attention, then a GELU feed-forward, each added to its input.
 
         The same states as `self.encoder` to float rounding (tested). PyTorch's layer
         checks some twenty conditions per call before its fused path, which on one short
         history costs more than the two layers themselves (a live update: 0.53 -> 0.39 ms).
+        With `last_only` the top layer computes the last position alone: every position
+        is a key there, only the last a query (B, 1, d).
         """
         B, T, d = x.shape
         H = self.cfg.n_heads
         allowed = allowed.unsqueeze(1)  # (B, 1, T, T): the same for every head
-        for layer in self.encoder.layers:
+        layers = self.encoder.layers
+        for i, layer in enumerate(layers):
             att, n1, n2 = layer.self_attn, layer.norm1, layer.norm2
             y = F.layer_norm(x, (d,), n1.weight, n1.bias, n1.eps)
             qkv = F.linear(y, att.in_proj_weight, att.in_proj_bias).view(B, T, 3, H, d // H)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d / H)
+            if last_only and i == len(layers) - 1:
+                q, allowed, x = q[:, :, -1:], allowed[:, :, -1:], x[:, -1:]
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-            x = x + att.out_proj(a.transpose(1, 2).reshape(B, T, d))
+            x = x + att.out_proj(a.transpose(1, 2).reshape(B, q.shape[2], d))
             y = F.layer_norm(x, (d,), n2.weight, n2.bias, n2.eps)
             x = x + layer.linear2(layer.activation(layer.linear1(y)))
         return x

@@ -112,8 +112,12 @@ def history_at(
     pos = torch.arange(T).unsqueeze(0)
     age = cols.unsqueeze(1) - pos
     items = items.masked_fill(age < 0, 0)
-    ages = torch.from_numpy(age_bucket(age.clamp(min=0).numpy()))
+    # A table lookup (every age from 32 on is the last bucket): no round trip through numpy.
+    ages = _AGE_BUCKETS[age.clamp(min=0, max=len(_AGE_BUCKETS) - 1)]
     return items, actions, ages
+
+
+_AGE_BUCKETS = torch.from_numpy(age_bucket(np.arange(64)))
 
 
 def training_windows(
