@@ -20,6 +20,7 @@ import pandas as pd
 
 from funnelrec.config import SplitConfig
 from funnelrec.datasets import generate_funnel
+from funnelrec.item_tags import attach_item_tags, read_item_tags
 from funnelrec.pipeline import evaluate_sequences
 from funnelrec.sequences import Sequences, load_sequences
 
@@ -52,6 +53,25 @@ def datasets(data: Path) -> dict[str, tuple[object, list[str]]]:
     }
 
 
+# S3-Rec item attributes (categories and brand) of the Amazon review sets: the funnel model
+# reads them as item tags (item-only SASRec and the baselines do not read metadata).
+ITEM_TAGS = {
+    "beauty": "Beauty_item2attributes.json.gz",
+    "sports": "Sports_and_Outdoors_item2attributes.json.gz",
+    "toys": "Toys_and_Games_item2attributes.json.gz",
+}
+
+
+def load_dataset(name: str, data: Path | None = None, tags: bool = True) -> Sequences:
+    """A shared data set as sequences, with its item tags where it has them."""
+    data = data or DEFAULT_DATA
+    source, _ = datasets(data)[name]
+    seqs = load_sequences(source() if callable(source) else source)[0]
+    if tags and name in ITEM_TAGS:
+        attach_item_tags(seqs, read_item_tags(data / "amazon_s3rec" / ITEM_TAGS[name])[0])
+    return seqs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -61,11 +81,10 @@ def main() -> None:
     args = ap.parse_args()
     only = {s for s in args.only.split(",") if s}
     results: dict[str, dict] = {}
-    for name, (source, targets) in datasets(args.data).items():
+    for name, (_, targets) in datasets(args.data).items():
         if only and name not in only:
             continue
-        src = source() if callable(source) else source
-        seqs: Sequences = load_sequences(src)[0]
+        seqs = load_dataset(name, args.data)
         for target in targets:
             started = time.perf_counter()
             res = evaluate_sequences(

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.baselines import DEFAULT_DATA, ROOT, datasets
+from benchmarks.baselines import DEFAULT_DATA, ROOT, load_dataset
 from benchmarks.funnel import MASKED, split_heading
 from benchmarks.peers import handoff
 
@@ -115,10 +115,8 @@ def load_split(name: str, data: Path | None = None):
     """The split every contender gets: leave-one-out, the data set's usual target."""
     from funnelrec.config import SplitConfig
     from funnelrec.evaluate import make_split
-    from funnelrec.sequences import load_sequences
 
-    source, _ = datasets(data or DEFAULT_DATA)[name]
-    seqs = load_sequences(source() if callable(source) else source)[0]
+    seqs = load_dataset(name, data)
     target = TARGETS.get(name, "any")
     return make_split(seqs, SplitConfig(protocol="loo", target=target)), name in MASKED
 

@@ -27,7 +27,7 @@ from funnelrec.evaluate import bootstrap_ci, evaluate, make_split
 from funnelrec.models import MODELS, FunnelModel
 from funnelrec.sequences import load_sequences
 
-from .baselines import DEFAULT_DATA, ROOT, datasets
+from .baselines import DEFAULT_DATA, ROOT, datasets, load_dataset
 
 ABLATIONS = {
     "funnel_no_actions": partial(FunnelModel, use_actions=False),
@@ -50,9 +50,9 @@ def split_with_valid(seqs, target: str) -> tuple:
 
 
 def run_dataset(
-    name: str, source, targets: list[str], models: list[str], dropout: float | None = None
+    name: str, data: Path, targets: list[str], models: list[str], dropout: float | None = None
 ) -> dict:
-    seqs = load_sequences(source() if callable(source) else source)[0]
+    seqs = load_dataset(name, data)
     out = {}
     for target in targets:
         sp, valid = split_with_valid(seqs, target)
@@ -213,9 +213,9 @@ def main() -> None:
     else:
         only = [s for s in args.only.split(",") if s]
         models = [m for m in args.models.split(",") if m]
-        for name, (source, targets) in datasets(args.data).items():
+        for name, (_, targets) in datasets(args.data).items():
             if name in only:
-                runs = run_dataset(name, source, targets[:1], models, args.dropout)
+                runs = run_dataset(name, args.data, targets[:1], models, args.dropout)
                 for key, new in runs.items():
                     if key in results:  # keep models measured earlier, replace re-measured
                         new["models"] = {**results[key]["models"], **new["models"]}

@@ -37,7 +37,7 @@ from funnelrec.models import MODELS, FunnelModel
 from funnelrec.profiles import behaviour_block, behaviour_stats, faithfulness, fit_segments
 from funnelrec.sequences import Sequences, count_matrix, load_sequences
 
-from .baselines import DEFAULT_DATA, ROOT, datasets
+from .baselines import DEFAULT_DATA, ROOT, load_dataset
 
 OUT = ROOT / "benchmarks" / "results" / "interpret.json"
 N_CUSTOMERS = 3000
@@ -449,8 +449,7 @@ def run(
     if dataset == "generator":
         seqs, truth = _generator(generator_seed)
     else:
-        source, _ = datasets(data)[dataset]
-        seqs, truth = load_sequences(source() if callable(source) else source)[0], None
+        seqs, truth = load_dataset(dataset, data), None
     started = time.perf_counter()
     needs_model = {"recovery", "sparsity", "segments", "faithfulness", "purity", "coherence"}
     masked = dataset in AMAZON_ATTRIBUTES

@@ -40,13 +40,12 @@ def one_run(
 
     from funnelrec.evaluate import evaluate
     from funnelrec.models import FunnelModel
-    from funnelrec.sequences import load_sequences
 
-    from .baselines import datasets
+    from .baselines import datasets, load_dataset
     from .funnel import split_with_valid
 
-    source, targets = datasets(data)[dataset]
-    seqs = load_sequences(source() if callable(source) else source)[0]
+    seqs = load_dataset(dataset, data)
+    targets = datasets(data)[dataset][1]
     sp, valid = split_with_valid(seqs, target or targets[0])
     masked = dataset in MASKED
     model = FunnelModel(**{**kw, "seed": seed, "device": device})

@@ -396,3 +396,24 @@ def test_events_in_another_layout_drop_every_saved_reading_setting() -> None:
     assert _reading("auto", None, ["3=add_cart"], "auto", None, None) == {
         "action_map": {"3": "add_cart"}
     }
+
+
+def test_fit_reads_item_tags(funnel_csv: Path, tmp_path: Path) -> None:
+    """`--item-tags` gives the model its items' tags; unusable rows are counted and set aside."""
+    tags = tmp_path / "tags.csv"
+    tags.write_text("item_id,tags\ni00001,red|sale\ni00002,sale\n,blue\nnot-an-item,x\n")
+    out = tmp_path / "m"
+    args = ["fit", str(funnel_csv), "--out", str(out), "--epochs", "1", "--traits", "4"]
+    res = runner.invoke(app, [*args, "--item-tags", str(tags)])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())  # the console wraps long lines
+    assert "items of the events with tags 2" in said
+    assert "tagged items not in the events 1" in said
+    assert "rejected: no item id: 1" in said
+    assert (out / "item_tags.rejects.csv").exists()
+    from funnelrec.models import FunnelModel
+
+    model = FunnelModel.load(out)
+    assert model.vocab_.tag_names == ["red", "sale"] and model.net_.cfg.n_tags == 2
+    res = runner.invoke(app, [*args, "--item-tags", str(tmp_path / "none.csv")])
+    assert res.exit_code == 2 and "item tag file not found" in " ".join(res.output.split())

@@ -12,7 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from funnelrec.cli_output import console, print_added, print_ingest, print_results, print_stats
+from funnelrec.cli_output import (
+    console,
+    print_added,
+    print_ingest,
+    print_results,
+    print_stats,
+    print_tags,
+)
 from funnelrec.config import IngestConfig, SplitConfig
 from funnelrec.schema import FunnelrecError
 
@@ -51,6 +58,14 @@ TsOpt = Annotated[
     ),
 ]
 DelimOpt = Annotated[str | None, typer.Option(help="Field delimiter (default: sniffed).")]
+TagsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Item tags (several per item): a JSON object of item id -> list of tags, or a "
+        "table with item_id and tag (one per row) or tags ('a|b|c'). The funnel model reads "
+        "them.",
+    ),
+]
 HeaderOpt = Annotated[
     bool | None,
     typer.Option(
@@ -131,6 +146,16 @@ def _reading(
     if header is not None:
         out["has_header"] = header
     return out
+
+
+def _attach_tags(seqs, path: Path | None, rejects: Path) -> None:
+    """Read `--item-tags` and give the items their tags; print what became of the rows."""
+    if path is None:
+        return
+    from funnelrec.item_tags import attach_item_tags, read_item_tags
+
+    tags, report = read_item_tags(path, rejects_path=rejects)
+    print_tags(report, attach_item_tags(seqs, tags))
 
 
 def _out_file(path: Path) -> None:
@@ -233,6 +258,7 @@ def evaluate(
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
     header: HeaderOpt = None,
+    item_tags: TagsOpt = None,
 ) -> None:
     """Fit models on a time-ordered split and score them by full ranking (HR, NDCG, MRR)."""
     from funnelrec.pipeline import evaluate_sequences, flat_results, write_json
@@ -255,6 +281,7 @@ def evaluate(
         rejects = out.with_name(out.stem + ".rejects.csv")
         seqs, ingest, seq_report = load_sequences(events, cfg, rejects_path=rejects)
         print_ingest(ingest, seq_report)
+        _attach_tags(seqs, item_tags, out.with_name(out.stem + ".item_tags.rejects.csv"))
         with console.status("evaluating") as status:
             results = evaluate_sequences(
                 seqs,
@@ -394,6 +421,7 @@ def fit(
     timestamp_unit: TsOpt = "auto",
     delimiter: DelimOpt = None,
     header: HeaderOpt = None,
+    item_tags: TagsOpt = None,
 ) -> None:
     """Fit the funnel model (leave-one-out split; early stopping on validation NDCG@10)."""
     from rich.progress import Progress
@@ -423,6 +451,7 @@ def fit(
         made = _make_out_dir(out)
         seqs, ingest_rep, seq_rep = load_sequences(events, cfg, rejects_path=out / "rejects.csv")
         print_ingest(ingest_rep, seq_rep)
+        _attach_tags(seqs, item_tags, out / "item_tags.rejects.csv")
         with Progress(console=console) as bar:
             task = bar.add_task("training", total=epochs)
 
@@ -605,10 +634,13 @@ def traits(
         return
     for c in desc.cards:
         cats = ", ".join(x["name"] for x in c["top_categories"][:3]) or "-"
+        tags = ", ".join(x["name"] for x in c.get("top_tags", [])[:3])
         items = ", ".join(x["item_id"] for x in c["top_items"][:5])
         console.print(
             f"[bold]{c['trait']}[/] [cyan]{c['name']}[/]  mean {c['mean']:.2f}\n"
-            f"  {c['description']}\n  categories: {cats}\n  top items: {items}",
+            f"  {c['description']}\n  categories: {cats}\n"
+            + (f"  tags: {tags}\n" if tags else "")
+            + f"  top items: {items}",
             highlight=False,
         )
 

@@ -40,6 +40,26 @@ def print_ingest(ingest: Any, seq_report: Any | None) -> None:
         console.print(f"  note: {note}", highlight=False)
 
 
+def print_tags(read: dict[str, Any], attached: dict[str, Any]) -> None:
+    """What became of an item tag file's rows and of the tags."""
+    console.print(
+        f"[bold]{read['path']}[/]: {read['items']:,} items with {read['tags']:,} tags | items "
+        f"of the events with tags {attached['items_with_tags']:,}, without "
+        f"{attached['items_without_tags']:,} | tagged items not in the events "
+        f"{attached['tagged_items_not_in_data']:,}"
+        + (
+            f" | tags cut by the per-item limit {attached['tags_cut_by_max_tags']:,}"
+            if attached["tags_cut_by_max_tags"]
+            else ""
+        ),
+        highlight=False,
+    )
+    for reason, n in read["rows_rejected"].items():
+        console.print(f"  rejected: {reason}: {n:,}", highlight=False)
+    if read["rejects_path"]:
+        console.print(f"  rejected rows written to {read['rejects_path']}", highlight=False)
+
+
 def print_added(added: dict[str, Any]) -> None:
     """What became of events appended to a fitted model's histories."""
     print_ingest(added["ingest"], None)

@@ -45,6 +45,11 @@ class Vocabulary:
     category_names: list[str] = field(default_factory=list)
     brand_names: list[str] = field(default_factory=list)
     has_time: bool = True
+    # Item tags (several per item: attributes, category paths, labels), CSR-style: item i's
+    # tag ids are `item_tag_ids[item_tag_offsets[i]:item_tag_offsets[i + 1]]`. None = no tags.
+    item_tag_offsets: np.ndarray | None = None  # (I + 1,) int64
+    item_tag_ids: np.ndarray | None = None  # int32, index into tag_names
+    tag_names: list[str] = field(default_factory=list)
     _item_index: dict[str, int] | None = field(default=None, repr=False)
     _customer_index: dict[str, int] | None = field(default=None, repr=False)
 
@@ -78,6 +83,16 @@ class Vocabulary:
         except ValueError:
             return -1
 
+    @property
+    def has_tags(self) -> bool:
+        return self.item_tag_offsets is not None
+
+    def tags_of(self, item: int) -> np.ndarray:
+        """Tag ids of one item (dense id); empty without tags."""
+        if self.item_tag_offsets is None or self.item_tag_ids is None:
+            return np.zeros(0, dtype=np.int32)
+        return self.item_tag_ids[self.item_tag_offsets[item] : self.item_tag_offsets[item + 1]]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "customer_ids": [str(x) for x in self.customer_ids],
@@ -85,6 +100,7 @@ class Vocabulary:
             "action_names": list(self.action_names),
             "category_names": list(self.category_names),
             "brand_names": list(self.brand_names),
+            "tag_names": list(self.tag_names),
             "has_time": bool(self.has_time),
         }
 
@@ -242,6 +258,9 @@ class Sequences:
         tensors["item_category"] = self.vocab.item_category.astype(np.int32)
         tensors["item_brand"] = self.vocab.item_brand.astype(np.int32)
         tensors["item_price"] = self.vocab.item_price.astype(np.float32)
+        if self.vocab.item_tag_offsets is not None and self.vocab.item_tag_ids is not None:
+            tensors["item_tag_offsets"] = self.vocab.item_tag_offsets.astype(np.int64)
+            tensors["item_tag_ids"] = self.vocab.item_tag_ids.astype(np.int32)
         tensors["target_actions"] = np.asarray(self.target_actions, dtype=np.int32)
         atomic_write(directory / "sequences.safetensors", lambda p: save_file(tensors, p))
         atomic_write(
@@ -267,6 +286,9 @@ class Sequences:
             category_names=meta["category_names"],
             brand_names=meta["brand_names"],
             has_time=meta["has_time"],
+            item_tag_offsets=arrays.get("item_tag_offsets"),
+            item_tag_ids=arrays.get("item_tag_ids"),
+            tag_names=meta.get("tag_names", []),
         )
         return cls(
             **{k: arrays[k] for k in ARRAYS},

@@ -30,6 +30,7 @@ from funnelrec.models.windows import (
     history_at,
     holdout_last_target,
     item_metadata_codes,
+    item_tag_codes,
     pad_histories,
     training_windows,
 )
@@ -303,12 +304,15 @@ class FunnelModel(Recommender):
         self.score_task_ = 1 if conversion and not proxy_valid else 0
         self.target_actions_ = tuple(int(a) for a in train.target_actions)
         cat, brand, band = item_metadata_codes(vocab)
+        tags = item_tag_codes(vocab)
         cfg = FunnelNetConfig(
             n_items=vocab.n_items,
             n_actions=vocab.n_actions,
             n_categories=int(cat.max()),
             n_brands=int(brand.max()),
             n_price_bands=int(band.max()),
+            n_tags=len(vocab.tag_names) if tags.shape[1] and self.use_metadata else 0,
+            max_tags=tags.shape[1],
             d_model=self.d_model,
             n_layers=self.n_layers,
             n_heads=self.n_heads,
@@ -327,7 +331,10 @@ class FunnelModel(Recommender):
         )
         net = FunnelNet(cfg)
         net.set_item_metadata(
-            torch.from_numpy(cat), torch.from_numpy(brand), torch.from_numpy(band)
+            torch.from_numpy(cat),
+            torch.from_numpy(brand),
+            torch.from_numpy(band),
+            torch.from_numpy(tags),
         )
         self._anchor, self._svd = None, None
         if self.item_init == "svd":

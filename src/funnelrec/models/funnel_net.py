@@ -15,7 +15,8 @@
 Every part is a sum of readable pieces: one per trait, one per history event. The covisit
 term is the full-rank, count-based twin of the neighbour term: it holds rare items' followers,
 which a d_model-dimensional product cannot. `item_vec` adds category, brand and price-band
-embeddings to the item's own vector, so items with few events still land near similar items.
+embeddings (and the mean of its tags' embeddings, where items have tags) to the item's own
+vector, so items with few events still land near similar items.
 `gate`, `w`, `r`, `c`, `v` and `s` are learned (per task: next event or next conversion);
 nothing about how much an action matters is typed in. With `bottleneck=False` the trait part
 is replaced by a plain dot product h_t . item_vec_j (the SASRec head): the ablation that
@@ -45,6 +46,8 @@ class FunnelNetConfig:
     n_categories: int = 0
     n_brands: int = 0
     n_price_bands: int = 0
+    n_tags: int = 0  # item tags (several per item), 0 = none
+    max_tags: int = 0  # most tags of one item
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
@@ -75,6 +78,8 @@ class FunnelNet(nn.Module):
         self.cat_emb = nn.Embedding(cfg.n_categories + 1, d, padding_idx=0)
         self.brand_emb = nn.Embedding(cfg.n_brands + 1, d, padding_idx=0)
         self.price_emb = nn.Embedding(cfg.n_price_bands + 1, d, padding_idx=0)
+        if cfg.n_tags:
+            self.tag_emb = nn.Embedding(cfg.n_tags + 1, d, padding_idx=0)
         self.action_emb = nn.Embedding(cfg.n_actions, d)
         self.action_gate = nn.Parameter(torch.ones(cfg.n_actions))  # learned, signed
         self.gap_emb = nn.Embedding(N_GAP_BUCKETS, d)
@@ -125,6 +130,10 @@ class FunnelNet(nn.Module):
         self.register_buffer("item_cat", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        if cfg.n_tags:  # (items + 1, max_tags) 1-based tag ids, 0 = none
+            self.register_buffer(
+                "item_tags", torch.zeros(cfg.n_items + 1, cfg.max_tags, dtype=torch.long)
+            )
         self.apply(self._init)
         if cfg.bottleneck:
             # States are layer-normed (unit scale): 1/sqrt(d) spreads traits over (0, 1)
@@ -145,13 +154,20 @@ class FunnelNet(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
 
     def set_item_metadata(
-        self, cat: torch.Tensor, brand: torch.Tensor, price: torch.Tensor
+        self,
+        cat: torch.Tensor,
+        brand: torch.Tensor,
+        price: torch.Tensor,
+        tags: torch.Tensor | None = None,
     ) -> None:
-        """Per-item codes, 1-based (0 = unknown), aligned with item ids (shifted by one)."""
+        """Per-item codes, 1-based (0 = unknown), aligned with item ids (shifted by one);
+        `tags` (n_items, max_tags), 0 = no tag."""
         pad = torch.zeros(1, dtype=torch.long)
         self.item_cat.copy_(torch.cat([pad, cat.long()]))
         self.item_brand.copy_(torch.cat([pad, brand.long()]))
         self.item_price.copy_(torch.cat([pad, price.long()]))
+        if tags is not None and self.cfg.n_tags:
+            self.item_tags.copy_(torch.cat([pad.new_zeros(1, tags.shape[1]), tags.long()]))
         self._item_cache = None  # item vectors read the codes
 
     def set_covisit(self, ptr: torch.Tensor, idx: torch.Tensor, val: torch.Tensor) -> None:
@@ -205,6 +221,10 @@ class FunnelNet(nn.Module):
                 + self.brand_emb(self.item_brand[ids])
                 + self.price_emb(self.item_price[ids])
             )
+            if self.cfg.n_tags:  # the mean of the item's tag vectors (none: 0)
+                t = self.item_tags[ids].reshape(-1, self.cfg.max_tags)
+                bag = F.embedding_bag(t, self.tag_emb.weight, mode="mean", padding_idx=0)
+                v = v + bag.view_as(v)
         return v
 
     def encode(

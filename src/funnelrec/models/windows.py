@@ -48,6 +48,18 @@ def item_metadata_codes(vocab: Vocabulary, n_bands: int = 10) -> tuple[np.ndarra
     return cat, brand, band
 
 
+def item_tag_codes(vocab: Vocabulary) -> np.ndarray:
+    """(n_items, most tags of an item) 1-based tag ids, 0 = none; (n_items, 0) without tags."""
+    if vocab.item_tag_offsets is None or vocab.item_tag_ids is None:
+        return np.zeros((vocab.n_items, 0), dtype=np.int64)
+    counts = np.diff(vocab.item_tag_offsets)
+    out = np.zeros((vocab.n_items, int(counts.max(initial=0))), dtype=np.int64)
+    rows = np.repeat(np.arange(vocab.n_items), counts)
+    cols = np.arange(len(vocab.item_tag_ids)) - np.repeat(vocab.item_tag_offsets[:-1], counts)
+    out[rows, cols] = vocab.item_tag_ids.astype(np.int64) + 1
+    return out
+
+
 @dataclass
 class Batch:
     """Left-padded event fields, (B, T) each; items are 1-based (0 = padding)."""

@@ -1,7 +1,7 @@
 """Trait cards: what each learned trait is, computed from the fitted model and the data.
 
-A trait raises the score of item j by value x loading[j]; so the items, categories and brands
-it favours are read off the loadings, and who has it is read off the customers' profiles
+A trait raises the score of item j by value x loading[j]; so the items, categories, brands and
+tags it favours are read off the loadings, and who has it is read off the customers' profiles
 (Spearman correlation with the behavioural statistics, exemplar customers). The name is made
 from the strongest of that evidence; nothing is typed in by hand.
 """
@@ -41,22 +41,38 @@ def _label(names: list[str], code: int) -> str:
 
 
 def _group_lift(
-    codes: np.ndarray, loading: np.ndarray, names: list[str], top: int, min_items: int = 3
+    codes: np.ndarray,
+    loading: np.ndarray,
+    names: list[str],
+    top: int,
+    min_items: int = 3,
+    scale: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Groups (categories, brands) whose items' mean loading stands out, in std units."""
+    """Groups (categories, brands, tags) whose items' mean loading stands out, in std units
+    of `scale` (default: the loadings given)."""
     known = codes >= 0
     if not known.any():
         return []
     df = pd.DataFrame({"g": codes[known], "l": loading[known]})
     agg = df.groupby("g").l.agg(["mean", "size"])
     agg = agg[agg["size"] >= min(min_items, int(agg["size"].max()))]
-    sd = float(loading.std()) or 1.0
-    agg["z"] = (agg["mean"] - float(loading.mean())) / sd
+    scale = loading if scale is None else scale
+    sd = float(scale.std()) or 1.0
+    agg["z"] = (agg["mean"] - float(scale.mean())) / sd
     agg = agg.sort_values("z", ascending=False).head(top)
     return [
         {"name": _label(names, int(g)), "z": float(r.z), "n_items": int(r["size"])}
         for g, r in agg.iterrows()
     ]
+
+
+def _tag_lift(vocab, loading: np.ndarray, top: int) -> list[dict[str, Any]]:
+    """Tags whose items' mean loading stands out (an item counts once for each tag it has),
+    in the std units of the items' loadings, as for categories."""
+    if vocab.item_tag_offsets is None or not len(vocab.item_tag_ids):
+        return []
+    items = np.repeat(np.arange(vocab.n_items), np.diff(vocab.item_tag_offsets))
+    return _group_lift(vocab.item_tag_ids, loading[items], vocab.tag_names, top, scale=loading)
 
 
 def _journey(seqs: Sequences, row: int, n: int = 12) -> list[str]:
@@ -100,6 +116,7 @@ def trait_cards(
         price = float(np.nanmean(fav_pct)) if np.isfinite(fav_pct).any() else None
         cats = _group_lift(vocab.item_category, load, vocab.category_names, 5)
         brands = _group_lift(vocab.item_brand, load, vocab.brand_names, 5)
+        tags = _tag_lift(vocab, load, 5)
         ex_rows = np.argsort(-v)[:n_exemplars]
         card = {
             "trait": trait,
@@ -118,6 +135,7 @@ def trait_cards(
             ],
             "top_categories": cats,
             "top_brands": brands,
+            "top_tags": tags,
             "price_percentile": price,
             "behaviour_correlations": rhos,
             "exemplars": [
@@ -138,10 +156,12 @@ def trait_cards(
 def _name(card: dict[str, Any]) -> tuple[str, str]:
     """A short name from the strongest evidence, and a one-line description."""
     parts, said = [], []
-    cats = card["top_categories"]
-    if cats and cats[0]["z"] >= MIN_CATEGORY_Z:
-        parts.append(cats[0]["name"])
-        said.append(f"raises {cats[0]['name']} items (+{cats[0]['z']:.1f} sd)")
+    # The strongest group that stands out names the trait: its category, else its tag.
+    for kind, groups in (("", card["top_categories"]), ("tag ", card.get("top_tags", []))):
+        if groups and groups[0]["z"] >= MIN_CATEGORY_Z:
+            parts.append(groups[0]["name"])
+            said.append(f"raises {kind}{groups[0]['name']} items (+{groups[0]['z']:.1f} sd)")
+            break
     price = card["price_percentile"]
     if price is not None and (price < 0.4 or price > 0.6):
         parts.append("budget" if price < 0.4 else "premium")

@@ -94,6 +94,10 @@ def _trait_cards(cards: list[dict[str, Any]]) -> str:
         brands = " ".join(
             f"<span class=pill>{escape(x['name'])}</span>" for x in c["top_brands"][:3]
         )
+        tags = " ".join(
+            f"<span class=pill>{escape(x['name'])} {x['z']:+.1f}sd</span>"
+            for x in c.get("top_tags", [])[:3]
+        )
         items = ", ".join(escape(x["item_id"]) for x in c["top_items"][:6])
         rhos = sorted(c["behaviour_correlations"].items(), key=lambda kv: -abs(kv[1]))[:4]
         corr = " ".join(f"<span class=pill>{escape(k)} {v:+.2f}</span>" for k, v in rhos)
@@ -112,7 +116,8 @@ def _trait_cards(cards: list[dict[str, Any]]) -> str:
             f"<div class=muted>{escape(c['description'])}</div>"
             f"<div>mean {c['mean']:.2f} · above 0.5 for {100 * c['share_above_half']:.0f}%</div>"
             f"<div>categories: {cats or '—'}</div><div>brands: {brands or '—'}</div>"
-            f"<div>price: {price}</div><div>top items: {items}</div>"
+            + (f"<div>tags: {tags}</div>" if tags else "")
+            + f"<div>price: {price}</div><div>top items: {items}</div>"
             f"<div>correlates with: {corr or '—'}</div><div class=muted>{ex}</div></div>"
         )
     return "<div class=cards>" + "".join(out) + "</div>"
