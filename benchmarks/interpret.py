@@ -449,7 +449,9 @@ def run(
     if dataset == "generator":
         seqs, truth = _generator(generator_seed)
     else:
-        seqs, truth = load_dataset(dataset, data), None
+        # Without the item tags: the S3-Rec attributes are what purity and coherence are
+        # judged against, so the model must not read them.
+        seqs, truth = load_dataset(dataset, data, tags=False), None
     started = time.perf_counter()
     needs_model = {"recovery", "sparsity", "segments", "faithfulness", "purity", "coherence"}
     masked = dataset in AMAZON_ATTRIBUTES
