@@ -83,10 +83,6 @@ class Vocabulary:
         except ValueError:
             return -1
 
-    @property
-    def has_tags(self) -> bool:
-        return self.item_tag_offsets is not None
-
     def tags_of(self, item: int) -> np.ndarray:
         """Tag ids of one item (dense id); empty without tags."""
         if self.item_tag_offsets is None or self.item_tag_ids is None:
