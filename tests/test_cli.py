@@ -417,3 +417,9 @@ def test_fit_reads_item_tags(funnel_csv: Path, tmp_path: Path) -> None:
     assert model.vocab_.tag_names == ["red", "sale"] and model.net_.cfg.n_tags == 2
     res = runner.invoke(app, [*args, "--item-tags", str(tmp_path / "none.csv")])
     assert res.exit_code == 2 and "item tag file not found" in " ".join(res.output.split())
+    out = tmp_path / "results.json"
+    ev = ["evaluate", str(funnel_csv), "--models", "pop", "--out", str(out), "--no-plot"]
+    res = runner.invoke(app, [*ev, "--item-tags", str(tags)])
+    assert res.exit_code == 0, res.output
+    assert "items of the events with tags 2" in " ".join(res.output.split())
+    assert (tmp_path / "results.item_tags.rejects.csv").exists()

@@ -33,16 +33,40 @@ def test_json_mapping_and_tables_read_alike(tmp_path: Path) -> None:
         assert report["items"] == 3 and report["tags"] == 4 and report["rows_rejected"] == {}
 
 
+def test_lists_arrays_and_byte_order_marks_read_alike(tmp_path: Path) -> None:
+    want = {"i1": ["a", "b"], "12": ["c|d"]}
+    frame = pd.DataFrame({"item_id": ["i1", "12.0"], "tags": [["a", "b"], ["c|d"]]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    lines = '{"item_id": "i1", "tags": ["a", "b"]}\n{"item_id": 12, "tags": ["c|d"]}\n'
+    (tmp_path / "t.jsonl").write_text(lines)
+    (tmp_path / "t.json").write_text("[\n" + ",\n".join(lines.strip().split("\n")) + "\n]")
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(want).encode())
+    for name in ("t.parquet", "t.jsonl", "t.json", "bom.json"):
+        tags, report = read_item_tags(tmp_path / name)
+        assert tags == want, name  # "12.0" is the id 12, as event files read it
+        assert report["rows_rejected"] == {}, name
+
+
 def test_unusable_rows_are_counted_and_written_aside(tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
-    path.write_text("item_id,tag\ni1,a\n,b\ni2,\ni2,c\n")
+    path.write_text('item_id,tag\ni1,a\n,b\n\ni2,\ni2,"c\nd"\ni2,c\ni1,a\n')
     rejects = tmp_path / "rejects.csv"
     tags, report = read_item_tags(path, rejects_path=rejects)
-    assert tags == {"i1": ["a"], "i2": ["c"]}
+    assert tags == {"i1": ["a"], "i2": ["c\nd", "c"]}
     assert report["rows_rejected"] == {"no item id": 1, "no tag": 1}
+    assert report["duplicates_dropped"] == 1
     written = pd.read_csv(rejects, dtype=str, keep_default_na=False)
-    assert written["line"].tolist() == ["3", "4"]  # file lines (the header is line 1)
+    assert written["line"].tolist() == ["3", "5"]  # file lines: the header is line 1
     assert written["reason"].tolist() == ["no item id", "no tag"]
+    mapping = tmp_path / "m.json"
+    mapping.write_text('{"i1": {"colour": "red"}, "i2": null, "i3": "x"}')
+    tags, report = read_item_tags(mapping, rejects_path=rejects)
+    assert tags == {"i3": ["x"]}
+    assert report["rows_rejected"] == {"tags are not a list of names": 1, "no tag": 1}
+    assert "colour" in pd.read_csv(rejects, dtype=str)["raw"].tolist()[0]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("item_id,tag\n")
+    assert read_item_tags(empty)[0] == {}
 
 
 def test_bad_tag_files_name_file_and_place(tmp_path: Path) -> None:
@@ -54,10 +78,14 @@ def test_bad_tag_files_name_file_and_place(tmp_path: Path) -> None:
     broken.write_text('{"i1": ["a"],\n "i2": [}\n')
     with pytest.raises(InputError, match=r"not valid JSON.*broken\.json, line 2"):
         read_item_tags(broken)
-    nested = tmp_path / "nested.json"
-    nested.write_text('{"i1": {"colour": "red"}}')
-    with pytest.raises(InputError, match=r"item 'i1'.*nested\.json.*colour"):
-        read_item_tags(nested)
+    both = tmp_path / "both.csv"
+    both.write_text("item_id,tag,tags\ni1,a,b\n")
+    with pytest.raises(InputError, match=r"more than one tag column.*both\.csv"):
+        read_item_tags(both)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("")
+    with pytest.raises(InputError, match=r"empty.*blank\.csv"):
+        read_item_tags(blank)
     with pytest.raises(InputError, match="not found"):
         read_item_tags(tmp_path / "missing.csv")
 

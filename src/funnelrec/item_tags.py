@@ -9,13 +9,14 @@ Accepted sources:
 
 - a JSON object `{"item_id": ["tag", ...], ...}` (`.json` / `.json.gz`; the S3-Rec
   `*_item2attributes.json` files are of this kind); a string value is split on `sep`;
-- a table (CSV / TSV / Parquet / JSON Lines, gzipped or not) with an item column (`item_id`,
-  `item`, `product_id`, `sku` or `asin`) and a tag column: `tag` (one row per tag) or `tags`
-  (several tags in one cell, split on `sep`);
+- a table, read like an events file (CSV / TSV / Parquet / JSON Lines / a JSON array of
+  objects, gzipped or not), with an item column (`item_id`, `item`, `itemid`, `product_id`,
+  `sku` or `asin`) and one tag column: `tag` (one row per tag) or `tags` (a list, or several
+  tags in one cell split on `sep`);
 - a mapping or a DataFrame of the same shape, in Python.
 
-Rows that cannot be used (no item id, no tag) are counted and, given `rejects_path`, written
-there with their line.
+Rows that cannot be used (no item id, no tag, a line the reader could not parse) are counted
+and, given `rejects_path`, written there with their file line and the reason.
 
     >>> tags, report = read_item_tags("items.csv")                  # doctest: +SKIP
     >>> report = attach_item_tags(seqs, tags)                        # doctest: +SKIP
@@ -23,8 +24,10 @@ there with their line.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from funnelrec.ingest.reader import _id_expr
+from funnelrec.ingest.sources import open_source, sql_ident, sql_str
 from funnelrec.schema import InputError
 from funnelrec.sequences import Sequences, atomic_write
 
 ITEM_COLUMNS = ("item_id", "item", "itemid", "product_id", "sku", "asin")
 TAG_COLUMNS = ("tag", "tags", "attribute", "attributes", "label", "labels")
+_FLOAT_ID = re.compile(r"^(\d+)\.0+$")  # as event ingestion reads ids: "266079.0" is 266079
 
 
 def read_item_tags(
@@ -46,36 +52,25 @@ def read_item_tags(
     rejects_path: str | Path | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Read item tags; returns ({item id: [tags]}, report with counts and rejected rows)."""
-    path = None if isinstance(source, Mapping | pd.DataFrame) else Path(source)
-    if path is not None and not path.exists():
-        raise InputError("item tag file not found", path=str(path))
-    if isinstance(source, Mapping):
-        rows = _mapping_rows(source, sep, None)
-    elif isinstance(source, pd.DataFrame):
-        rows = _table_rows(source, sep, None, first_line=0)
-    elif path is not None and (whole := _whole_json(path)) is not None:
-        if not isinstance(whole, dict):
-            raise InputError(
-                "item tag JSON must be an object of item id -> tags",
-                path=str(path),
-                found=type(whole).__name__,
-            )
-        rows = _mapping_rows(whole, sep, str(path))
-    else:
-        df, first_line = _read_table(path)
-        rows = _table_rows(df, sep, str(path), first_line)
+    name = "<mapping>" if isinstance(source, Mapping) else "<DataFrame>"
+    if isinstance(source, str | Path):
+        name = str(source)
+        if not Path(source).is_file():
+            raise InputError("item tag file not found", path=name)
+    mapping = source if isinstance(source, Mapping) else _json_mapping(source)
+    rows = _mapping_rows(mapping, sep) if mapping is not None else _table_rows(source, sep, name)
     bad = rows["reason"] != ""
-    good = rows[~bad]
     tags: dict[str, list[str]] = {}
-    for item, tag in zip(good["item_id"], good["tag"], strict=True):
-        have = tags.setdefault(item, [])
-        if tag not in have:  # a tag named twice for an item counts once
-            have.append(tag)
+    for item, tag in zip(rows["item_id"][~bad], rows["tag"][~bad], strict=True):
+        tags.setdefault(item, []).append(tag)
+    n_pairs = int((~bad).sum())
+    tags = {item: list(dict.fromkeys(v)) for item, v in tags.items()}
     report: dict[str, Any] = {
-        "path": None if path is None else str(path),
+        "path": name,
         "items": len(tags),
         "tags": len({t for v in tags.values() for t in v}),
         "rows_rejected": {str(r): int(n) for r, n in rows["reason"][bad].value_counts().items()},
+        "duplicates_dropped": n_pairs - sum(len(v) for v in tags.values()),
         "rejects_path": None,
     }
     if bad.any() and rejects_path is not None:
@@ -88,10 +83,12 @@ def read_item_tags(
 def attach_item_tags(
     seqs: Sequences, tags: Mapping[str, Iterable[str]], max_tags: int = 32
 ) -> dict[str, Any]:
-    """Give the items of `seqs` (its vocabulary, shared by every slice cut from it) their tags.
+    """Give the items of `seqs` their tags, replacing any given before.
 
-    An item keeps at most `max_tags` tags, in the order given; tags of items the data do not
-    hold are counted, not kept. Tag ids follow the sorted tag names.
+    The tags go on the vocabulary, which every slice cut from `seqs` shares: attach them
+    before fitting (a fitted model reads the tags it was fitted with). An item keeps at most
+    `max_tags` tags, in the order given; tags of items the data do not hold are counted, not
+    kept. Tag ids follow the sorted tag names.
     """
     vocab = seqs.vocab
     per_item: list[list[str]] = [[] for _ in range(vocab.n_items)]
@@ -119,99 +116,135 @@ def attach_item_tags(
     }
 
 
-def _whole_json(path: Path) -> Any | None:
-    """A `.json` file read whole; None when it is JSON Lines (one object per line)."""
-    if ".json" not in [x.lower() for x in path.suffixes]:
+def _json_mapping(source: Any) -> Mapping[Any, Any] | None:
+    """A `.json` file that is one object of item id -> tags; None for anything else (a
+    table, JSON Lines, an array of records, or one record with item and tag keys)."""
+    if not isinstance(source, str | Path):
         return None
-    opener = gzip.open if path.suffix == ".gz" else open
+    path = Path(source)
+    if ".json" not in [s.lower() for s in path.suffixes]:
+        return None
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            return json.load(f)
+        with opener(path, "rt", encoding="utf-8-sig") as f:
+            text = f.read()
+    except (ValueError, OSError):  # not UTF-8 text, or not gzip: the table reader says why
+        return None
+    try:
+        whole = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # a second value after the first: JSON Lines
-            return None
+        first = text.lstrip().split("\n", 1)[0]
+        if exc.msg == "Extra data" or _is_json(first) or not first.startswith("{"):
+            return None  # JSON Lines (a bad line among them is a reject), or not JSON at all
         raise InputError(
             f"item tag file is not valid JSON: {exc.msg}", path=str(path), line=exc.lineno
         ) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"item tag file is not UTF-8 text: {exc}", path=str(path)) from None
+    if not isinstance(whole, dict) or (_pick(whole, ITEM_COLUMNS) and _pick(whole, TAG_COLUMNS)):
+        return None
+    return whole
 
 
-def _mapping_rows(data: Mapping[Any, Any], sep: str, path: str | None) -> pd.DataFrame:
-    items, tags = [], []
-    for item, value in data.items():
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            values = _split(str(value), sep)
-        elif isinstance(value, list) and all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
-        ):
-            values = [str(v).strip() for v in value]
-        else:
-            raise InputError(
-                f"the tags of item '{item}' must be a list of names or a string",
-                path=path,
-                found=json.dumps(value)[:80],
-            )
-        values = values or [""]
-        items += [str(item).strip()] * len(values)
-        tags += values
-    rows = pd.DataFrame({"line": pd.array([pd.NA] * len(items), dtype="Int64"), "item_id": items})
-    rows["tag"] = tags
-    rows["reason"] = _reasons(rows)
-    return rows
-
-
-def _read_table(path: Path) -> tuple[pd.DataFrame, int]:
-    """Every cell as text; the file line of the first row (tables with a header: 2)."""
-    name = path.name.lower()
-    p = str(path).replace("'", "''")
+def _is_json(text: str) -> bool:
     try:
-        con = duckdb.connect()
-        if ".parquet" in name:
-            return con.sql(f"SELECT * FROM read_parquet('{p}')").df().astype("string"), 1
-        if ".jsonl" in name or ".ndjson" in name or ".json" in name:
-            return con.sql(f"SELECT * FROM read_json_auto('{p}')").df().astype("string"), 1
-        sql = f"SELECT * FROM read_csv('{p}', all_varchar=true, header=true)"
-        return con.sql(sql).df(), 2
-    except duckdb.Error as exc:
-        raise InputError(f"cannot read item tag file: {exc}", path=str(path)) from None
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
-def _table_rows(df: pd.DataFrame, sep: str, path: str | None, first_line: int) -> pd.DataFrame:
-    lower = {str(c).strip().lower(): c for c in df.columns}
-    item_col = next((lower[c] for c in ITEM_COLUMNS if c in lower), None)
-    tag_col = next((lower[c] for c in TAG_COLUMNS if c in lower), None)
-    for col, wanted in ((item_col, ITEM_COLUMNS), (tag_col, TAG_COLUMNS)):
-        if col is None:
+def _mapping_rows(data: Mapping[Any, Any], sep: str) -> pd.DataFrame:
+    rows: list[tuple[Any, ...]] = []
+    for item, value in data.items():
+        key = _item_id(item)
+        tags, why = _cell_tags(value, sep)
+        rows += [(pd.NA, key, t, _reason(key, t), "") for t in tags] or [
+            (pd.NA, key, "", why or _reason(key, ""), json.dumps(value)[:200])
+        ]
+    return _frame(rows)
+
+
+def _table_rows(source: Any, sep: str, name: str) -> pd.DataFrame:
+    con = duckdb.connect()
+    try:
+        src = open_source(con, source, sequences=False)
+        item_col = _pick(src.columns, ITEM_COLUMNS)
+        tag_col = _pick(src.columns, TAG_COLUMNS)
+        for col, wanted in ((item_col, ITEM_COLUMNS), (tag_col, TAG_COLUMNS)):
+            if col is None:
+                raise InputError(
+                    "item tag table lacks a column",
+                    path=name,
+                    expected=" or ".join(wanted),
+                    found=f"columns {src.columns}",
+                )
+        others = [c for c in src.columns if c != tag_col and _pick([c], TAG_COLUMNS)]
+        if others:
             raise InputError(
-                "item tag table lacks a column",
-                path=path,
-                expected=" or ".join(wanted),
-                found=f"columns {[str(c) for c in df.columns]}",
+                "item tag table has more than one tag column",
+                path=name,
+                expected="one of them (rename the others)",
+                found=f"{tag_col!r} and {others}",
             )
-    line = np.arange(len(df), dtype=np.int64) + first_line
-    item = df[item_col].astype("string").fillna("").str.strip().to_numpy(dtype=object)
-    cells = df[tag_col].astype("string").fillna("").to_numpy(dtype=object)
-    split = [_split(c, sep) or [""] for c in cells]
-    n = np.array([len(v) for v in split])
-    rows = pd.DataFrame(
-        {
-            "line": pd.array(np.repeat(line, n) if first_line else [pd.NA] * n.sum(), "Int64"),
-            "item_id": np.repeat(item, n),
-            "tag": [t for v in split for t in v],
-        }
-    )
-    rows["reason"] = _reasons(rows)
-    return rows
+        table, tag_sql = "raw_src", sql_ident(tag_col)
+        if src.format == "parquet" and tag_col in src.nested:  # a list column: as JSON
+            table = (
+                "(SELECT file_row_number + 1 AS row_no, * FROM "
+                f"read_parquet({sql_str(name)}, file_row_number = true))"
+            )
+            tag_sql = f"CAST(to_json({tag_sql}) AS VARCHAR)"
+        df = con.execute(
+            f"SELECT row_no, {_id_expr({'item_id': item_col}, 'item_id')} AS item, "
+            f"CAST({tag_sql} AS VARCHAR) AS tag FROM {table} ORDER BY row_no"
+        ).df()
+        lines = src.line_of(df["row_no"].to_numpy()) if len(df) else np.zeros(0, np.int64)
+    finally:
+        con.close()
+    rows: list[tuple[Any, ...]] = []
+    for line, item, cell in zip(lines, df["item"], df["tag"], strict=True):
+        tags, why = _cell_tags(cell, sep)
+        key = "" if item is None or pd.isna(item) else str(item)
+        rows += [(int(line), key, t, _reason(key, t), "") for t in tags] or [
+            (int(line), key, "", why or _reason(key, ""), "" if pd.isna(cell) else str(cell))
+        ]
+    # Lines the reader itself could not parse (a stray quote, malformed JSON) count too.
+    rows += [
+        (int(r.line), "", "", str(r.reason), str(getattr(r, "raw", "")))
+        for r in src.parse_rejects.itertuples()
+    ]
+    return _frame(rows)
 
 
-def _split(text: str, sep: str) -> list[str]:
-    return [t.strip() for t in str(text).split(sep) if t.strip()]
+def _cell_tags(value: Any, sep: str) -> tuple[list[str], str]:
+    """The tags in one cell or JSON value, and why none could be read ("" = fine)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        with contextlib.suppress(ValueError):  # a list written as JSON (JSON Lines, Parquet)
+            value = json.loads(value)
+    if value is None or (not isinstance(value, list | dict) and pd.isna(value)):
+        return [], ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | list):
+        return [], "tags are not a list of names"
+    if isinstance(value, list):
+        if any(isinstance(v, bool | list | dict) for v in value):
+            return [], "tags are not a list of names"
+        return [str(v).strip() for v in value if v is not None and str(v).strip()], ""
+    return [t.strip() for t in str(value).split(sep) if t.strip()], ""
 
 
-def _reasons(rows: pd.DataFrame) -> np.ndarray:
-    return np.select(
-        [rows["item_id"].to_numpy(dtype=object) == "", rows["tag"].to_numpy(dtype=object) == ""],
-        ["no item id", "no tag"],
-        default="",
-    )
+def _reason(item: str, tag: str) -> str:
+    return "no item id" if not item else "no tag" if not tag else ""
+
+
+def _item_id(raw: Any) -> str:
+    return _FLOAT_ID.sub(r"\1", str(raw).strip())
+
+
+def _pick(names: Iterable[Any], wanted: tuple[str, ...]) -> str | None:
+    """The first name among `names` that is one of `wanted` (case and spaces ignored)."""
+    lower = {str(n).strip().lower(): n for n in names}
+    return next((lower[w] for w in wanted if w in lower), None)
+
+
+def _frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=["line", "item_id", "tag", "reason", "raw"])
+    out["line"] = out["line"].astype("Int64")
+    return out

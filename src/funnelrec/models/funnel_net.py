@@ -237,8 +237,8 @@ class FunnelNet(nn.Module):
     ) -> torch.Tensor:
         """(B, T) event fields -> (B, T, d) causal states. Left-padded with item 0.
 
-        `last_only` (inference with the transformer): (B, 1, d), the last event's state
-        alone; the top layer then runs one query instead of T (scoring reads no other).
+        `last_only`: the caller reads the last position only (`[:, -1]`); at inference the
+        transformer then runs its top layer for that position alone and returns (B, 1, d).
         """
         T = items.shape[1]
         pad = items == 0

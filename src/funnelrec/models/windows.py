@@ -129,7 +129,8 @@ def history_at(
     return items, actions, ages
 
 
-_AGE_BUCKETS = torch.from_numpy(age_bucket(np.arange(64)))
+# Every age from 2 ** (N_AGE_BUCKETS - 3) on falls in the last bucket: the table ends there.
+_AGE_BUCKETS = torch.from_numpy(age_bucket(np.arange(2 ** (N_AGE_BUCKETS - 2))))
 
 
 def training_windows(
