@@ -110,6 +110,50 @@ def test_update_matches_full_scoring(model: FunnelModel, split) -> None:
     np.testing.assert_allclose(full[top], best, rtol=1e-5, atol=1e-5)
 
 
+def test_pruned_top_k_and_one_row_covisit_match_the_full_product(model: FunnelModel, split) -> None:
+    """The live path's top-k reads a few rows of the scoring matrix in its principal basis
+    and bounds the rest; it must return the full product's k best (any rank, including
+    none and all of the basis), and the one-history covisit sum (numpy) must be the
+    batched one's."""
+    from funnelrec.models.funnel_net import block_top_k
+
+    net = model.net_
+    saved = float(net.co_scale)
+    net.co_scale.fill_(0.5)
+    try:
+        with torch.inference_mode():
+            hist = split.full.select(np.arange(40))
+            h, terms = model._encode_last(hist)
+            one = torch.zeros(1, net.cfg.n_items)
+            net.covisit(terms[0][:1], terms[2][:1], out=one)
+            batched = net.covisit(terms[0][:2], terms[2][:2])[:1] * 0.5
+            assert float(one.abs().sum()) > 0
+            torch.testing.assert_close(one, batched)
+            parts = net._all_items()[3].shape[0]
+            full_products = {rank: 0 for rank in (0, 3, 12, parts)}
+            for r in range(len(hist)):
+                row = (terms[0][r : r + 1], terms[1][r : r + 1], terms[2][r : r + 1])
+                want, want_items = block_top_k(net.score(h[r : r + 1], row)[0], 10)
+                for rank in full_products:
+                    net.score = _counting(net.score, full_products, rank)
+                    best, items = net.top_k(h[r : r + 1], row, 10, rank=rank, min_items=0)
+                    del net.score
+                    torch.testing.assert_close(best, want, rtol=1e-5, atol=1e-5)
+                    assert set(items.tolist()) == set(want_items.tolist())
+    finally:
+        net.co_scale.fill_(saved)
+    # The bound must prune (no fall-back to the full product) where the rest is small.
+    assert full_products[parts] == 0 and full_products[12] < len(hist) // 2, full_products
+
+
+def _counting(f, counts: dict, key):
+    def wrapped(*args, **kwargs):
+        counts[key] += 1
+        return f(*args, **kwargs)
+
+    return wrapped
+
+
 def test_recommend_for_raw_history(model: FunnelModel, split) -> None:
     items = [str(i) for i in split.full.vocab.item_ids[:3]]
     raw = pd.DataFrame({"customer_id": "x", "item_id": items, "action": "view"})
@@ -475,7 +519,7 @@ def test_weight_average_leaves_training_alone_and_is_what_is_kept(split) -> None
 def test_block_top_k_gives_torch_topk_values() -> None:
     """The live path ranks only the blocks that can hold the k best; the values must be
     those of a full `torch.topk` (ties, -inf and a ragged tail included)."""
-    from funnelrec.models.funnel import _top_k
+    from funnelrec.models.funnel_net import block_top_k as _top_k
 
     gen = torch.Generator().manual_seed(0)
     for n, k in [(5, 10), (300, 10), (5_000, 10), (88_037, 10), (20_000, 50)]:

@@ -1007,8 +1007,7 @@ class FunnelModel(Recommender):
             # inference_mode skips autograd's version counting (~5% of a short update).
             with torch.inference_mode():
                 h, h_terms = self._encode_last(hist, journey=journey if with_journey else None)
-                scores = self.net_.score(h, h_terms)[0]
-                best, top = _top_k(scores, k)
+                best, top = self.net_.top_k(h, h_terms, k)
                 profile = self.net_.traits(h).cpu().numpy()[0] if self.bottleneck else np.zeros(0)
         finally:
             torch.set_num_threads(threads)
@@ -1107,27 +1106,6 @@ def _tail(b: Batch, n: int) -> Batch:
     if b.items.shape[1] <= n:
         return b
     return Batch(b.items[:, -n:], b.actions[:, -n:], b.gaps[:, -n:], b.starts[:, -n:])
-
-
-def _top_k(scores: torch.Tensor, k: int, width: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best of one score vector (values, positions): `torch.topk`'s values (tied
-    scores may come in another order).
-
-    The k best lie in the k blocks (of `width` scores) with the highest maxima: an item
-    outside them is below k block maxima. So only those blocks (and the ragged tail) are
-    ranked. On 88k items this is ~3x faster than `torch.topk` over all of them, which is
-    ~4x faster than numpy's argpartition.
-    """
-    n = len(scores)
-    n_blocks = n // width
-    if n_blocks <= 2 * k:  # a small catalogue: ranking everything is as fast
-        return torch.topk(scores, min(k, n))
-    maxima = scores[: n_blocks * width].view(n_blocks, width).amax(1)
-    blocks = torch.topk(maxima, k).indices
-    cand = (blocks[:, None] * width + torch.arange(width, device=scores.device)).reshape(-1)
-    cand = torch.cat([cand, torch.arange(n_blocks * width, n, device=scores.device)])
-    best, pos = torch.topk(scores[cand], k)
-    return best, cand[pos]
 
 
 def _concat_one(a: Sequences, b: Sequences, session_gap_s: float) -> Sequences:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -72,6 +73,7 @@ class FunnelNet(nn.Module):
     def __init__(self, cfg: FunnelNetConfig) -> None:
         super().__init__()
         self._item_cache: tuple[torch.Tensor, ...] | None = None
+        self._basis_cache: tuple[torch.Tensor, ...] | None = None
         self.cfg = cfg
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)  # 0 = padding
@@ -168,7 +170,7 @@ class FunnelNet(nn.Module):
         self.item_price.copy_(torch.cat([pad, price.long()]))
         if tags is not None and self.cfg.n_tags:
             self.item_tags.copy_(torch.cat([pad.new_zeros(1, tags.shape[1]), tags.long()]))
-        self._item_cache = None  # item vectors read the codes
+        self._drop_caches()  # item vectors read the codes
 
     def set_covisit(self, ptr: torch.Tensor, idx: torch.Tensor, val: torch.Tensor) -> None:
         """Item-to-following-item counts in CSR form (0-based items), see `covisit`."""
@@ -192,6 +194,9 @@ class FunnelNet(nn.Module):
         With `out` (N, n_items), the scaled sum is added to it in place instead (scoring:
         no second pass over the whole catalogue)."""
         scaled = out is not None
+        if scaled and idx.shape[0] == 1 and out.device.type == "cpu" and not out.requires_grad:
+            self._covisit_one(idx[0], nw[0], out[0])
+            return out
         if out is None:
             out = torch.zeros(idx.shape[0], self.cfg.n_items, device=idx.device)
         r, t = torch.nonzero(nw != 0, as_tuple=True)
@@ -208,6 +213,20 @@ class FunnelNet(nn.Module):
             val = self.co_scale * val
         out.index_put_((r[ev], self.co_idx[pos]), val, accumulate=True)
         return out
+
+    def _covisit_one(self, idx: torch.Tensor, nw: torch.Tensor, out: torch.Tensor) -> None:
+        """`covisit(..., out=)` for one history on a CPU, in numpy: the same sum, a few
+        microseconds per step instead of tens (a live update scores one history)."""
+        keep = np.flatnonzero(nw.numpy())
+        if len(keep) == 0 or len(self.co_idx) == 0:
+            return
+        items, w = idx.numpy()[keep], nw.numpy()[keep]
+        ptr = self.co_ptr.numpy()
+        start, cnt = ptr[items], ptr[items + 1] - ptr[items]
+        first = np.repeat(np.cumsum(cnt) - cnt - start, cnt)
+        pos = np.arange(int(cnt.sum())) - first
+        val = np.repeat(w, cnt) * self.co_val.numpy()[pos] * float(self.co_scale)
+        np.add.at(out.numpy(), self.co_idx.numpy()[pos], val.astype(np.float32, copy=False))
 
     def item_vectors(self, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Item representations (…, d); `ids` are 1-based (0 = padding). None = all items."""
@@ -359,17 +378,20 @@ class FunnelNet(nn.Module):
         parts = [load if self.cfg.bottleneck else vecs] + ([vecs] if self.cfg.neighbours else [])
         return torch.cat(parts, 1)
 
-    # Anything that changes weights, mode or device drops the cache.
+    # Anything that changes weights, mode or device drops the caches.
+    def _drop_caches(self) -> None:
+        self._item_cache = self._basis_cache = None
+
     def train(self, mode: bool = True) -> FunnelNet:
-        self._item_cache = None
+        self._drop_caches()
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
-        self._item_cache = None
+        self._drop_caches()
         return super().load_state_dict(*args, **kwargs)
 
     def _apply(self, *args, **kwargs):
-        self._item_cache = None
+        self._drop_caches()
         return super()._apply(*args, **kwargs)
 
     def for_task(self, h: torch.Tensor, task: int) -> torch.Tensor:
@@ -473,6 +495,67 @@ class FunnelNet(nn.Module):
             s = s + extra[:, :-1]
         return s
 
+    def top_k(
+        self,
+        h: torch.Tensor,
+        hist: tuple | None,
+        k: int,
+        rank: int = 8,
+        min_items: int = 16_384,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k best items of one customer (values, 0-based items): the k best of
+        `score(h, hist)[0]` (to float rounding; tied scores may come in another order),
+        without reading all of the (parts x items) scoring matrix, whose size is what a
+        live update waits for on a big catalogue (28 MB at 88k items).
+
+        The product is taken in the basis of that matrix's principal directions (`_basis`):
+        its first `rank` coordinates give a partial score, and the others can add at most
+        |c_rest| x |z_rest(j)| to item j (Cauchy-Schwarz). Items whose bound is below the
+        k-th best exact score among 2k candidates cannot be in the top k; the rest (about a
+        hundred of 88k items on the latency benchmark) are scored exactly. Catalogues under
+        `min_items`, batches, training, a GPU and bounds too loose to help take the full
+        product.
+        """
+        n = self.cfg.n_items
+        small = n < max(min_items, 4 * k)
+        if h.shape[0] != 1 or small or not self._frozen() or h.device.type != "cpu":
+            return block_top_k(self.score(h, hist)[0], k)
+        _, _, proj, _ = self._all_items()
+        basis, low, rest, rest_norm = self._basis(rank)
+        c = self._left(h, hist, proj) @ basis  # (1, parts): coordinates in the basis
+        part = torch.addmm(self.item_bias, c[:, :rank], low)  # all but the rest's share
+        self._add_sparse(part, hist)
+        part, c_rest = part[0], c[0, rank:]
+        # A threshold: the k-th best exact score among the 2k best partial scores.
+        first = block_top_k(part, 2 * k)[1]
+        tau = float(torch.topk(part[first] + rest[first] @ c_rest, k).values[-1])
+        if tau == float("-inf"):
+            return block_top_k(self.score(h, hist)[0], k)
+        # An upper bound per item, widened a little for float rounding. (numpy finds the
+        # few items above the threshold ~4x faster than torch.nonzero.)
+        bound = torch.add(part, rest_norm, alpha=float(c_rest.norm()) * (1 + 1e-4))
+        above = np.flatnonzero(bound.numpy() >= tau - 1e-4 * (1.0 + abs(tau)))
+        if len(above) > n // 8:  # a loose bound: nothing to gain
+            return block_top_k(self.score(h, hist)[0], k)
+        cand = torch.from_numpy(above)
+        exact = part[cand] + rest[cand] @ c_rest
+        best, pos = torch.topk(exact, k)
+        return best, cand[pos]
+
+    def _basis(self, rank: int) -> tuple[torch.Tensor, ...]:
+        """Orthonormal basis of the scoring matrix's columns (parts x parts, principal
+        directions first) and the matrix in it: its first `rank` rows (rank x items), the
+        other rows per item (items x rest) and their norms. Cached like the item vectors."""
+        if self._basis_cache is not None and self._basis_cache[1].shape[0] == rank:
+            return self._basis_cache
+        right = self._all_items()[3]
+        _, vecs = torch.linalg.eigh(right @ right.T)
+        basis = vecs.flip(1).contiguous()  # orthonormal whatever the spectrum
+        z = basis.T @ right
+        rest = z[rank:].T.contiguous()
+        self._basis_cache = (basis, z[:rank].contiguous(), rest, rest.norm(dim=1))
+        return self._basis_cache
+
     def cross_entropy(
         self,
         h: torch.Tensor,
@@ -531,3 +614,26 @@ class FunnelNet(nn.Module):
             self.covisit(hist[0], hist[2], out=s)
         if self.cfg.history:
             s.scatter_add_(1, hist[0], hist[1])
+
+
+def block_top_k(
+    scores: torch.Tensor, k: int, width: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best of one score vector (values, positions): `torch.topk`'s values (tied
+    scores may come in another order).
+
+    The k best lie in the k blocks (of `width` scores) with the highest maxima: an item
+    outside them is below k block maxima. So only those blocks (and the ragged tail) are
+    ranked. On 88k items this is ~3x faster than `torch.topk` over all of them, which is
+    ~4x faster than numpy's argpartition.
+    """
+    n = len(scores)
+    n_blocks = n // width
+    if n_blocks <= 2 * k:  # a small catalogue: ranking everything is as fast
+        return torch.topk(scores, min(k, n))
+    maxima = scores[: n_blocks * width].view(n_blocks, width).amax(1)
+    blocks = torch.topk(maxima, k).indices
+    cand = (blocks[:, None] * width + torch.arange(width, device=scores.device)).reshape(-1)
+    cand = torch.cat([cand, torch.arange(n_blocks * width, n, device=scores.device)])
+    best, pos = torch.topk(scores[cand], k)
+    return best, cand[pos]
