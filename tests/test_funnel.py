@@ -140,6 +140,7 @@ def test_pruned_top_k_and_one_row_covisit_match_the_full_product(model: FunnelMo
                     del net.score
                     torch.testing.assert_close(best, want, rtol=1e-5, atol=1e-5)
                     assert set(items.tolist()) == set(want_items.tolist())
+            assert len(net.top_k(h[:1], tuple(t[:1] for t in terms), 0, min_items=0)[1]) == 0
     finally:
         net.co_scale.fill_(saved)
     # The bound must prune (no fall-back to the full product) where the rest is small.

@@ -25,6 +25,7 @@ measures what the traits cost.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,7 +74,7 @@ class FunnelNet(nn.Module):
     def __init__(self, cfg: FunnelNetConfig) -> None:
         super().__init__()
         self._item_cache: tuple[torch.Tensor, ...] | None = None
-        self._basis_cache: tuple[torch.Tensor, ...] | None = None
+        self._basis_cache: tuple | None = None  # (rank, basis, low, rest, rest norms)
         self.cfg = cfg
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)  # 0 = padding
@@ -194,7 +195,8 @@ class FunnelNet(nn.Module):
         With `out` (N, n_items), the scaled sum is added to it in place instead (scoring:
         no second pass over the whole catalogue)."""
         scaled = out is not None
-        if scaled and idx.shape[0] == 1 and out.device.type == "cpu" and not out.requires_grad:
+        one = idx.shape[0] == 1 and out is not None and out.device.type == "cpu"
+        if one and not (out.requires_grad or nw.requires_grad):
             self._covisit_one(idx[0], nw[0], out[0])
             return out
         if out is None:
@@ -517,7 +519,7 @@ class FunnelNet(nn.Module):
         product.
         """
         n = self.cfg.n_items
-        small = n < max(min_items, 4 * k)
+        small = k < 1 or n < max(min_items, 4 * k)
         if h.shape[0] != 1 or small or not self._frozen() or h.device.type != "cpu":
             return block_top_k(self.score(h, hist)[0], k)
         _, _, proj, _ = self._all_items()
@@ -529,13 +531,13 @@ class FunnelNet(nn.Module):
         # A threshold: the k-th best exact score among the 2k best partial scores.
         first = block_top_k(part, 2 * k)[1]
         tau = float(torch.topk(part[first] + rest[first] @ c_rest, k).values[-1])
-        if tau == float("-inf"):
+        if not math.isfinite(tau):  # fewer than k finite scores, or NaN
             return block_top_k(self.score(h, hist)[0], k)
         # An upper bound per item, widened a little for float rounding. (numpy finds the
         # few items above the threshold ~4x faster than torch.nonzero.)
         bound = torch.add(part, rest_norm, alpha=float(c_rest.norm()) * (1 + 1e-4))
         above = np.flatnonzero(bound.numpy() >= tau - 1e-4 * (1.0 + abs(tau)))
-        if len(above) > n // 8:  # a loose bound: nothing to gain
+        if not k <= len(above) <= n // 8:  # a loose bound: nothing to gain
             return block_top_k(self.score(h, hist)[0], k)
         cand = torch.from_numpy(above)
         exact = part[cand] + rest[cand] @ c_rest
@@ -546,15 +548,17 @@ class FunnelNet(nn.Module):
         """Orthonormal basis of the scoring matrix's columns (parts x parts, principal
         directions first) and the matrix in it: its first `rank` rows (rank x items), the
         other rows per item (items x rest) and their norms. Cached like the item vectors."""
-        if self._basis_cache is not None and self._basis_cache[1].shape[0] == rank:
-            return self._basis_cache
+        cached = self._basis_cache  # read once: another thread may drop it meanwhile
+        if cached is not None and cached[0] == rank:
+            return cached[1:]
         right = self._all_items()[3]
         _, vecs = torch.linalg.eigh(right @ right.T)
         basis = vecs.flip(1).contiguous()  # orthonormal whatever the spectrum
         z = basis.T @ right
         rest = z[rank:].T.contiguous()
-        self._basis_cache = (basis, z[:rank].contiguous(), rest, rest.norm(dim=1))
-        return self._basis_cache
+        parts = (basis, z[:rank].contiguous(), rest, rest.norm(dim=1))
+        self._basis_cache = (rank, *parts)
+        return parts
 
     def cross_entropy(
         self,
