@@ -452,6 +452,11 @@ def test_frozen_encoder_path_gives_the_modules_states() -> None:
         last = net.encode(*fields, last_only=True)
     assert last.shape == (5, 1, net.cfg.d_model)
     assert torch.allclose(last, modules[:, -1:], atol=1e-5)
+    with torch.no_grad():  # a history without padding takes the plain causal path
+        alone = net.encode(*(f[:1] for f in fields))
+        alone_last = net.encode(*(f[:1] for f in fields), last_only=True)
+    assert torch.allclose(alone, modules[:1], atol=1e-5)
+    assert torch.allclose(alone_last, modules[:1, -1:], atol=1e-5)
 
 
 def test_lr_decay_steps_down_after_each_epoch_without_progress(split) -> None:

@@ -285,6 +285,8 @@ class FunnelNet(nn.Module):
             # A padding query may see itself, so no row is fully blocked (no NaN). Passing
             # a key-padding mask instead lets PyTorch's inference fast path treat rows
             # differently in batches than alone.
+            if frozen and not bool(pad.any()):  # no padding (a live update): plain causal
+                return self.norm_out(self._transformer_frozen(x, None, last_only))
             T_ = torch.arange(T, device=items.device)
             causal = T_[None, :] > T_[:, None]  # (T, T)
             blocked = causal[None] | pad[:, None, :]  # (B, T, T)
@@ -297,7 +299,7 @@ class FunnelNet(nn.Module):
         return self.norm_out(h)
 
     def _transformer_frozen(
-        self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False
+        self, x: torch.Tensor, allowed: torch.Tensor | None, last_only: bool = False
     ) -> torch.Tensor:
         """The encoder layers' inference computation written out on their own weights:
         pre-norm self-attention, then a GELU feed-forward, each added to its input.
@@ -306,20 +308,25 @@ class FunnelNet(nn.Module):
         checks some twenty conditions per call before its fused path, which on one short
         history costs more than the two layers themselves (a live update: 0.53 -> 0.39 ms).
         With `last_only` the top layer computes the last position alone: every position
-        is a key there, only the last a query (B, 1, d).
+        is a key there, only the last a query (B, 1, d). `allowed` None: no padding, so
+        the mask is the causal one (no mask tensor to build).
         """
         B, T, d = x.shape
         H = self.cfg.n_heads
-        allowed = allowed.unsqueeze(1)  # (B, 1, T, T): the same for every head
+        if allowed is not None:
+            allowed = allowed.unsqueeze(1)  # (B, 1, T, T): the same for every head
         layers = self.encoder.layers
         for i, layer in enumerate(layers):
             att, n1, n2 = layer.self_attn, layer.norm1, layer.norm2
             y = F.layer_norm(x, (d,), n1.weight, n1.bias, n1.eps)
             qkv = F.linear(y, att.in_proj_weight, att.in_proj_bias).view(B, T, 3, H, d // H)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d / H)
+            causal = allowed is None
             if last_only and i == len(layers) - 1:
-                q, allowed, x = q[:, :, -1:], allowed[:, :, -1:], x[:, -1:]
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+                q, x = q[:, :, -1:], x[:, -1:]
+                # The last query sees every key: causal or not, nothing is masked.
+                allowed, causal = None if causal else allowed[:, :, -1:], False
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, is_causal=causal)
             x = x + att.out_proj(a.transpose(1, 2).reshape(B, q.shape[2], d))
             y = F.layer_norm(x, (d,), n2.weight, n2.bias, n2.eps)
             x = x + layer.linear2(layer.activation(layer.linear1(y)))
