@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from funnelrec.ingest.reader import _id_expr
-from funnelrec.ingest.sources import open_source, sql_ident, sql_str
+from funnelrec.ingest.sources import is_json, open_source, sql_ident, sql_str
 from funnelrec.schema import InputError
 from funnelrec.sequences import Sequences, atomic_write
 
@@ -134,7 +134,7 @@ def _json_mapping(source: Any) -> Mapping[Any, Any] | None:
         whole = json.loads(text)
     except json.JSONDecodeError as exc:
         first = text.lstrip().split("\n", 1)[0]
-        if exc.msg == "Extra data" or _is_json(first) or not first.startswith("{"):
+        if exc.msg == "Extra data" or is_json(first) or not first.startswith("{"):
             return None  # JSON Lines (a bad line among them is a reject), or not JSON at all
         raise InputError(
             f"item tag file is not valid JSON: {exc.msg}", path=str(path), line=exc.lineno
@@ -142,14 +142,6 @@ def _json_mapping(source: Any) -> Mapping[Any, Any] | None:
     if not isinstance(whole, dict) or (_pick(whole, ITEM_COLUMNS) and _pick(whole, TAG_COLUMNS)):
         return None
     return whole
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _mapping_rows(data: Mapping[Any, Any], sep: str) -> pd.DataFrame:

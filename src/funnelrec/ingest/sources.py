@@ -209,7 +209,7 @@ def open_source(
         body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         # One JSON array, unless its first line is a whole JSON value (JSON Lines whose
         # first line happens to be an array: a reject of its own there).
-        array = body.startswith(b"[") and not _whole_json(body.split(b"\n", 1)[0])
+        array = body.startswith(b"[") and not is_json(body.split(b"\n", 1)[0])
         return _open_jsonl(con, path, array, wanted)
     text = head.decode("utf-8", errors="replace")
     lines = text.splitlines()[:50]
@@ -330,9 +330,10 @@ def _open_jsonl(
     return RawSource(str(path), "jsonl", cols, 0, bad)
 
 
-def _whole_json(line: bytes) -> bool:
+def is_json(text: str | bytes) -> bool:
+    """Whether the text is one complete JSON value."""
     try:
-        json.loads(line)
+        json.loads(text)
     except ValueError:
         return False
     return True
