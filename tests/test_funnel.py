@@ -546,3 +546,21 @@ def test_block_top_k_gives_torch_topk_values() -> None:
     s[torch.arange(100) * 128 + 127] = torch.where(torch.arange(100) < 9, 2.0, 1.0)
     best, pos = _top_k(s, 10)
     assert torch.equal(best, torch.topk(s, 10).values) and torch.equal(s[pos], best)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_cheap_dropout_drops_at_rate_p_and_keeps_the_mean(p: float) -> None:
+    from funnelrec.models.funnel_net import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = dropout(x, p, training=True)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - p) < 0.005  # 200k draws: the standard error is ~0.001
+    assert abs(float(y.detach().mean()) - 1.0) < 0.01
+    assert torch.unique(y).tolist() == pytest.approx([0.0, 1.0 / (1.0 - p)])
+    y.sum().backward()  # the gradient passes where the value did, scaled alike
+    assert torch.equal(x.grad, y.detach())
+    assert dropout(x, p, training=False) is x
+    rows = dropout(torch.ones(1000, 7), p, training=True)[:, 0]  # odd sizes, every column
+    assert 0 < int((rows == 0).sum()) < 1000

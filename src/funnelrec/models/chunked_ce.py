@@ -61,7 +61,7 @@ def score_cross_entropy(
     target: torch.Tensor,
     idx: torch.Tensor | None = None,
     w: torch.Tensor | None = None,
-    chunk: int = 64,
+    chunk: int = 128,
 ) -> torch.Tensor:
     """Mean cross-entropy of softmax(bias + left @ right + scatter(idx, w)) at `target`.
 
