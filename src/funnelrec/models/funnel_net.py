@@ -103,6 +103,8 @@ class FunnelNet(nn.Module):
                 activation="gelu",
             )
             for name in ("dropout", "dropout1", "dropout2"):  # same masks, drawn cheaper
+                # (a renamed attribute in a later torch would otherwise be replaced by nothing)
+                assert isinstance(getattr(layer, name), nn.Dropout), name
                 setattr(layer, name, Dropout(cfg.dropout))
             self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm_out = nn.LayerNorm(d)
