@@ -298,6 +298,56 @@ def test_svd_start_gives_every_seed_the_same_trait_axes(split) -> None:
         FunnelModel(item_init="pca").fit(split.train)
 
 
+def test_training_windows_cover_every_event_of_long_journeys_once(split) -> None:
+    """Every next event of every training history is a label exactly once, in windows of at
+    most max_len + 1 events; `max_windows=1` keeps only each customer's last window; the
+    conversion label of a session's last event is the first target item of a later session
+    (a brute-force scan), also where that session lies in a later window."""
+    from funnelrec.models.windows import training_windows
+
+    train = split.train
+    max_len = 7
+    assert train.lengths.max() > 3 * max_len  # long journeys span several windows
+    w, nxt, conv, src = training_windows(train, max_len, True)
+    assert w.lengths.max() <= max_len + 1 and w.lengths.min() >= 2
+    np.testing.assert_array_equal(w.items, train.items[src])
+    rows = train.row_of_events()
+    has_label = np.zeros(train.n_events, dtype=int)
+    np.add.at(has_label, src[nxt > 0], 1)
+    follows = np.zeros(train.n_events, dtype=bool)
+    follows[:-1] = rows[1:] == rows[:-1]
+    np.testing.assert_array_equal(has_label, follows.astype(int))
+    np.testing.assert_array_equal(nxt[nxt > 0] - 1, train.items[src[nxt > 0] + 1])
+    for e in np.flatnonzero(nxt > 0)[:4000]:
+        i, r = src[e], rows[src[e]]
+        hi = train.offsets[r + 1]
+        later = np.arange(i + 1, hi)
+        later = later[train.sessions[later] != train.sessions[i]]
+        hits = later[np.isin(train.actions[later], train.target_actions)]
+        session_end = i + 1 == hi or train.sessions[i + 1] != train.sessions[i]
+        want = train.items[hits[0]] + 1 if session_end and len(hits) else 0
+        assert conv[e] == want
+    assert (conv > 0).sum() > 100
+    last, _, _, _ = training_windows(train, max_len, True, max_windows=1)
+    assert len(last) == (train.lengths >= 2).sum()
+    np.testing.assert_array_equal(
+        last.items, train.select(np.flatnonzero(train.lengths >= 2)).suffix(max_len + 1).items
+    )
+    assert len(w) > len(last)
+
+
+def test_fit_on_whole_histories_learns_from_more_labels(split) -> None:
+    """`max_windows=0` trains on every window of a long journey (with the customer-side
+    anchor's targets for each): more training labels per epoch, a finite loss, and
+    profiles as usual."""
+    kw = dict(n_traits=4, max_len=8, epochs=1, internal_validation=False, seed=0)
+    last = FunnelModel(**kw).fit(split.train)
+    whole = FunnelModel(**kw, max_windows=0).fit(split.train)
+    assert np.isfinite(whole.history_[0]["loss"])
+    assert whole.n_train_labels_ > last.n_train_labels_
+    assert whole.profiles().shape == last.profiles().shape
+
+
 def test_prefix_projections_are_the_history_so_far_on_the_components(split) -> None:
     """The customer-side anchor's targets: window position t holds log(1 + counts of the
     history up to t) projected on the components, as a brute-force recount gives."""
@@ -306,17 +356,14 @@ def test_prefix_projections_are_the_history_so_far_on_the_components(split) -> N
 
     train = split.train
     comps = np.random.default_rng(0).normal(size=(train.n_items, 3)).astype(np.float32)
-    w, _, _ = training_windows(train, 10, False)
-    out = _prefix_projections(train, w, comps, 4).numpy()
+    w, _, _, src = training_windows(train, 10, False)
+    out = _prefix_projections(train, src, comps, 4).numpy()
     assert out.shape == (w.n_events, 4)
-    keep = np.flatnonzero(train.lengths >= 2)
-    for wi, r in enumerate(keep[:25]):
-        items, wl = train.history(r)["items"], int(w.lengths[wi])
-        for j in range(wl):
-            counts = np.bincount(items[: len(items) - wl + j + 1], minlength=train.n_items)
-            np.testing.assert_allclose(
-                out[w.offsets[wi] + j, :3], np.log1p(counts) @ comps, atol=1e-4
-            )
+    rows = train.row_of_events()
+    for e in np.random.default_rng(1).choice(w.n_events, 200, replace=False):
+        r, i = rows[src[e]], src[e]
+        counts = np.bincount(train.items[train.offsets[r] : i + 1], minlength=train.n_items)
+        np.testing.assert_allclose(out[e, :3], np.log1p(counts) @ comps, atol=1e-4)
     assert not out[:, 3].any()
 
 

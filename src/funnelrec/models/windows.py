@@ -134,39 +134,75 @@ _AGE_BUCKETS = torch.from_numpy(age_bucket(np.arange(2 ** (N_AGE_BUCKETS - 2))))
 
 
 def training_windows(
-    train: Sequences, max_len: int, conversion: bool
-) -> tuple[Sequences, np.ndarray, np.ndarray]:
-    """One window per customer: their last `max_len + 1` training events.
+    train: Sequences, max_len: int, conversion: bool, max_windows: int | None = None
+) -> tuple[Sequences, np.ndarray, np.ndarray, np.ndarray]:
+    """Windows of `max_len + 1` events that cover every customer's whole history.
 
-    Returns (window histories of `max_len + 1` events, next-item labels per input position,
-    conversion labels per input position). Labels are 1-based items, 0 = no label. Input
-    position t predicts the event at t + 1; for the conversion task, the last event of a
-    session predicts the first target event of any later session.
+    A history of L events gets ceil((L - 1) / max_len) windows, the last ending at its last
+    event and each earlier one ending where the next begins, so every next event is a label
+    exactly once (a long journey is learned from whole, not only its last `max_len` events;
+    `max_windows` keeps each customer's last n). Returns (windows, next-item labels per
+    input position, conversion labels per input position, the index in `train` of each
+    window event). Labels are 1-based items, 0 = no label. Input position t predicts the
+    event at t + 1; for the conversion task, the last event of a session predicts the first
+    target event of any later session, which may lie in a later window.
     """
+    nxt_all, conv_all = _event_labels(train, conversion)
     keep = np.flatnonzero(train.lengths >= 2)
-    w = train.select(keep).suffix(max_len + 1)  # a window into each longer history
-    n_ev = w.n_events
-    rows = w.row_of_events()
-    last = np.zeros(n_ev, dtype=bool)
-    last[w.offsets[1:] - 1] = True
-    nxt = np.zeros(n_ev, dtype=np.int64)
-    nxt[~last] = w.items[1:][~last[:-1]].astype(np.int64) + 1
-    conv = np.zeros(n_ev, dtype=np.int64)
-    if conversion:
-        is_target = np.isin(w.actions, train.target_actions)
+    L = train.lengths[keep].astype(np.int64)
+    n_win = -(-(L - 1) // max_len)
+    if max_windows is not None:
+        n_win = np.minimum(n_win, max_windows)
+    row = np.repeat(keep, n_win)
+    j = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = last
+    ends = np.repeat(L, n_win) - j * max_len
+    starts = np.maximum(ends - max_len - 1, 0)
+    lengths = ends - starts
+    offsets = np.zeros(len(row) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    src = np.repeat(train.offsets[row] + starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    w = Sequences(
+        offsets=offsets,
+        customers=train.customers[row],
+        items=train.items[src],
+        actions=train.actions[src],
+        timestamps=train.timestamps[src],
+        gaps=train.gaps[src],
+        sessions=train.sessions[src],
+        vocab=train.vocab,
+        target_actions=train.target_actions,
+    )
+    # A window's last event is the next window's first: its labels are learned there.
+    last = np.zeros(w.n_events, dtype=bool)
+    last[offsets[1:] - 1] = True
+    nxt = np.where(last, 0, nxt_all[src])
+    conv = np.where(last, 0, conv_all[src])
+    return w, nxt, conv, src
+
+
+def _event_labels(train: Sequences, conversion: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per event of `train`: the next event's item, and (for a conversion target, at a
+    session's last event) the first target item of a later session; 1-based, 0 = none."""
+    n = train.n_events
+    rows = train.row_of_events()
+    last = np.zeros(n, dtype=bool)
+    last[train.offsets[1:][train.lengths > 0] - 1] = True
+    nxt = np.zeros(n, dtype=np.int64)
+    nxt[~last] = train.items[1:][~last[:-1]].astype(np.int64) + 1
+    conv = np.zeros(n, dtype=np.int64)
+    if conversion and n:
+        is_target = np.isin(train.actions, train.target_actions)
         session_end = last.copy()
-        session_end[:-1] |= w.sessions[1:] != w.sessions[:-1]
-        # For each event, the next target event at or after the next session's start.
-        next_target = np.full(n_ev + 1, -1, dtype=np.int64)
-        for i in range(n_ev - 1, -1, -1):  # one pass, O(E)
-            next_target[i] = i if is_target[i] else next_target[i + 1]
-            if last[i]:
-                next_target[i] = i if is_target[i] else -1
+        session_end[:-1] |= train.sessions[1:] != train.sessions[:-1]
+        # The first target event at or after each position (n = none); one in another
+        # row means none in this one.
+        t = np.where(is_target, np.arange(n), n)
+        next_target = np.append(np.minimum.accumulate(t[::-1])[::-1], n)
         cand = np.flatnonzero(session_end & ~last)
         j = next_target[cand + 1]
-        ok = (j >= 0) & (rows[np.maximum(j, 0)] == rows[cand])
-        conv[cand[ok]] = w.items[j[ok]].astype(np.int64) + 1
-    return w, nxt, conv
+        ok = (j < n) & (rows[np.minimum(j, n - 1)] == rows[cand])
+        conv[cand[ok]] = train.items[j[ok]].astype(np.int64) + 1
+    return nxt, conv
 
 
 def holdout_last_target(
