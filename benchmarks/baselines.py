@@ -28,7 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("FUNNELREC_DATA", ROOT.parent / "shared" / "data"))
 
 
-def _concat(paths: list[Path]) -> pd.DataFrame:
+def _concat(paths: list[Path], folder: Path) -> pd.DataFrame:
+    if not paths:
+        raise FileNotFoundError(
+            f"no data files found in {folder}: give the data folder with --data or "
+            "FUNNELREC_DATA (default: ../shared/data beside the repository)"
+        )
     return pd.concat([pd.read_csv(p, dtype=str) for p in paths], ignore_index=True)
 
 
@@ -39,11 +44,11 @@ def datasets(data: Path) -> dict[str, tuple[object, list[str]]]:
     return {
         "generator": (generate_funnel(n_customers=3000, seed=0).events, ["purchase", "any"]),
         "taobao": (
-            lambda: _concat([tb / "UserBehavior_head.csv.gz", tb / "UserBehavior_tail.csv.gz"]),
+            lambda: _concat([tb / "UserBehavior_head.csv.gz", tb / "UserBehavior_tail.csv.gz"], tb),
             ["purchase", "any"],
         ),
         "jdata": (
-            lambda: _concat(sorted(jd.glob("JData_Action_*_head.csv.gz"))),
+            lambda: _concat(sorted(jd.glob("JData_Action_*_head.csv.gz")), jd),
             ["purchase", "any"],
         ),
         "beauty": (data / "amazon_s3rec" / "Beauty.txt.gz", ["any"]),
