@@ -69,25 +69,28 @@ def test_unusable_rows_are_counted_and_written_aside(tmp_path: Path) -> None:
     assert read_item_tags(empty)[0] == {}
 
 
-def test_bad_tag_files_name_file_and_place(tmp_path: Path) -> None:
-    no_col = tmp_path / "items.csv"
-    no_col.write_text("item_id,colour\ni1,red\n")
-    with pytest.raises(InputError, match=r"lacks a column.*items\.csv.*tag or tags.*colour"):
-        read_item_tags(no_col)
-    broken = tmp_path / "broken.json"
-    broken.write_text('{"i1": ["a"],\n "i2": [}\n')
-    with pytest.raises(InputError, match=r"not valid JSON.*broken\.json, line 2"):
-        read_item_tags(broken)
-    both = tmp_path / "both.csv"
-    both.write_text("item_id,tag,tags\ni1,a,b\n")
-    with pytest.raises(InputError, match=r"more than one tag column.*both\.csv"):
-        read_item_tags(both)
-    blank = tmp_path / "blank.csv"
-    blank.write_text("")
-    with pytest.raises(InputError, match=r"empty.*blank\.csv"):
-        read_item_tags(blank)
-    with pytest.raises(InputError, match="not found"):
-        read_item_tags(tmp_path / "missing.csv")
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "items.csv",
+            "item_id,colour\ni1,red\n",
+            r"lacks a column.*items\.csv.*tag or tags.*colour",
+        ),
+        ("broken.json", '{"i1": ["a"],\n "i2": [}\n', r"not valid JSON.*broken\.json, line 2"),
+        ("both.csv", "item_id,tag,tags\ni1,a,b\n", r"more than one tag column.*both\.csv"),
+        ("blank.csv", "", r"empty.*blank\.csv"),
+        ("missing.csv", None, "not found"),
+    ],
+)
+def test_bad_tag_files_name_file_and_place(
+    tmp_path: Path, name: str, text: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_item_tags(path)
 
 
 def test_attach_reports_and_survives_a_save(seqs: Sequences, tmp_path: Path) -> None:
