@@ -548,8 +548,8 @@ class FunnelNet(nn.Module):
         # few items above the threshold ~4x faster than torch.nonzero.)
         bound = torch.add(part, rest_norm, alpha=float(c_rest.norm()) * (1 + 1e-4))
         above = np.flatnonzero(bound.numpy() >= tau - 1e-4 * (1.0 + abs(tau)))
-        if not k <= len(above) <= n // 8:  # a loose bound: nothing to gain
-            return block_top_k(self.score(h, hist)[0], k)
+        if not k <= len(above) <= n // 8:  # a loose bound: finish the partial pass for all
+            return block_top_k(part + rest @ c_rest, k)
         cand = torch.from_numpy(above)
         exact = part[cand] + rest[cand] @ c_rest
         best, pos = torch.topk(exact, k)
