@@ -84,6 +84,12 @@ class FunnelModel(Recommender):
     behaviour_weight : weight of the auxiliary tasks that make the traits also predict the
         next event's action and time gap (0 = off), so profiles carry how customers shop.
     history_len : events of a history used by the repeat term at scoring time.
+    scalar_lr : learning rate of the few scalar weights (action gates, the repeat and
+        neighbour terms' per-action, per-age and count weights, the trait temperature).
+        They start far from where the data put them, and a small data set gives few steps
+        per epoch (JD: 24 at batch 128), so with 0.1 they were still moving after ten
+        epochs; with 0.3 JD's best epoch comes after 1-7 epochs instead of 10-12
+        (docs/benchmarks.md, "Twelfth session").
     item_init : "svd" (default): item vectors start from a truncated SVD of the training
         customer x item log-counts and trait k's loadings from component k, the same
         whatever the seed; or "random" (small normal vectors, as SASRec). The SVD start
@@ -153,7 +159,7 @@ class FunnelModel(Recommender):
         history_len: int = 51,
         full_softmax_max_items: int = 50_000,
         n_negatives: int = 8192,
-        scalar_lr: float = 0.1,
+        scalar_lr: float = 0.3,
         device: str = "cpu",
         internal_validation: bool = True,
         session_gap_minutes: float = 30.0,
