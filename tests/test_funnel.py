@@ -149,9 +149,14 @@ def test_pruned_top_k_and_one_row_covisit_match_the_full_product(
             assert len(net.top_k(h[:1], tuple(t[:1] for t in terms), 0, min_items=0)[1]) == 0
     finally:
         net.co_scale.fill_(saved)
+    counted_at_rank_0 = full_products[0]
     # The bound must prune (no fall-back to the full product) where the rest is small.
     assert full_products[parts] == 0 and full_products[12] < len(hist) // 2, full_products
-    assert full_products[0] > 0, full_products  # the counter sees fall-backs
+    # The counter sees the full product's path (here: a catalogue under min_items).
+    monkeypatch.setattr(funnel_net, "block_top_k", _counting(block_top_k, full_products, 0))
+    with torch.inference_mode():
+        net.top_k(h[:1], tuple(t[:1] for t in terms), 10, min_items=10**9)
+    assert full_products[0] == 1 + counted_at_rank_0, full_products
 
 
 def _counting(f, counts: dict, key):
