@@ -160,9 +160,17 @@ class Sequences:
         new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(ends, out=new_offsets[1:])
         idx = np.repeat(starts - new_offsets[:-1], ends) + np.arange(new_offsets[-1])
+        return self.gather(new_offsets, idx, self.customers[rows])
+
+    def gather(self, offsets: np.ndarray, idx: np.ndarray, customers: np.ndarray) -> Sequences:
+        """New rows of the events at `idx` (row i: `idx[offsets[i]:offsets[i + 1]]`).
+
+        Gaps and session indices are kept as they are: a row that starts mid-history stays a
+        window into it (prefixes, training windows).
+        """
         return Sequences(
-            offsets=new_offsets,
-            customers=self.customers[rows],
+            offsets=offsets,
+            customers=customers,
             items=self.items[idx],
             actions=self.actions[idx],
             timestamps=self.timestamps[idx],

@@ -161,17 +161,7 @@ def training_windows(
     offsets = np.zeros(len(row) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     src = np.repeat(train.offsets[row] + starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    w = Sequences(
-        offsets=offsets,
-        customers=train.customers[row],
-        items=train.items[src],
-        actions=train.actions[src],
-        timestamps=train.timestamps[src],
-        gaps=train.gaps[src],
-        sessions=train.sessions[src],
-        vocab=train.vocab,
-        target_actions=train.target_actions,
-    )
+    w = train.gather(offsets, src, train.customers[row])
     # A window's last event is the next window's first: its labels are learned there.
     last = np.zeros(w.n_events, dtype=bool)
     last[offsets[1:] - 1] = True
