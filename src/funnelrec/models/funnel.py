@@ -358,7 +358,7 @@ class FunnelModel(Recommender):
         self.net_, self.vocab_, self.n_items_ = net, vocab, vocab.n_items
         self.histories_, self._row_index = given, None
         windows, nxt, conv, src = training_windows(
-            train, self.max_len, self.conversion_, self.max_windows or None
+            train, self.max_len, self.conversion_, self.max_windows
         )
         if windows.n_events == 0:
             raise FunnelrecError("no customer has two or more training events to learn from")

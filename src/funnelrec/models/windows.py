@@ -134,14 +134,14 @@ _AGE_BUCKETS = torch.from_numpy(age_bucket(np.arange(2 ** (N_AGE_BUCKETS - 2))))
 
 
 def training_windows(
-    train: Sequences, max_len: int, conversion: bool, max_windows: int | None = None
+    train: Sequences, max_len: int, conversion: bool, max_windows: int = 0
 ) -> tuple[Sequences, np.ndarray, np.ndarray, np.ndarray]:
     """Windows of `max_len + 1` events that cover every customer's whole history.
 
     A history of L events gets ceil((L - 1) / max_len) windows, the last ending at its last
     event and each earlier one ending where the next begins, so every next event is a label
     exactly once (a long journey is learned from whole, not only its last `max_len` events;
-    `max_windows` keeps each customer's last n). Returns (windows, next-item labels per
+    `max_windows` > 0 keeps each customer's last n). Returns (windows, next-item labels per
     input position, conversion labels per input position, the index in `train` of each
     window event). Labels are 1-based items, 0 = no label. Input position t predicts the
     event at t + 1; for the conversion task, the last event of a session predicts the first
@@ -151,7 +151,7 @@ def training_windows(
     keep = np.flatnonzero(train.lengths >= 2)
     L = train.lengths[keep].astype(np.int64)
     n_win = -(-(L - 1) // max_len)
-    if max_windows is not None:
+    if max_windows > 0:
         n_win = np.minimum(n_win, max_windows)
     row = np.repeat(keep, n_win)
     j = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = last
