@@ -7,6 +7,7 @@ SASRec; this answers with quality and cost measured on one machine, one split, o
     python -m benchmarks.compare --dataset beauty --peers funnel,recbole_sasrec --runs 1 \
         --max-seconds 5400
     python -m benchmarks.compare --markdown          # tables for docs/benchmarks.md
+    python -m benchmarks.compare --plots             # redraw the plots from the results
 
 Plots need matplotlib: `pip install -e '.[bench]'`. Peer environments are made on first use.
 
@@ -309,6 +310,21 @@ def plot(name: str, summary: dict[str, dict], path: Path, threads: int | None) -
     plt.close(fig)
 
 
+def replot() -> list[Path]:
+    """Redraw every data set's plot from its results file, without training anything.
+
+    Why: a results file is also updated by hand-run invocations on a machine without
+    matplotlib; its plot should not stay behind the table."""
+    drawn = []
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        threads = {run.get("threads") for c in r["contenders"].values() for run in c["per_run"]}
+        one = threads.pop() if len(threads) == 1 else None
+        plot(r["dataset"], r["contenders"], path.with_suffix(".png"), one)
+        drawn.append(path.with_suffix(".png"))
+    return drawn
+
+
 def markdown() -> str:
     lines = []
     for path in sorted(RESULTS.glob("*.json")):
@@ -459,7 +475,12 @@ def main() -> None:
         help="BLAS/torch threads per contender (default: the libraries' own choice)",
     )
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--plots", action="store_true", help="redraw the plots from the results")
     args = ap.parse_args()
+    if args.plots:
+        for path in replot():
+            log(f"drew {path}")
+        return
     if args.markdown:
         print(markdown())
         return
