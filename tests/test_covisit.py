@@ -72,6 +72,20 @@ def test_weight_is_chosen_on_validation_from_a_grid_with_zero(fitted) -> None:
     assert off.covisit_valid_ == {} and float(off.net_.co_scale) == 0.0
 
 
+def test_epochs_are_judged_with_the_covisit_term_at_their_best_weight(fitted) -> None:
+    _, model = fitted
+    history = model.history_
+    assert all("covisit_weight" in h for h in history)
+    kept = history[model.best_epoch_ - 1]
+    assert kept["valid_NDCG@10"] == max(h["valid_NDCG@10"] for h in history)
+    # The kept network is the one validated at that epoch, and the final grid holds the
+    # weight it was validated with: the same figure there, and nothing in the grid below it.
+    assert model.covisit_valid_[f"{kept['covisit_weight']:g}"] == pytest.approx(
+        kept["valid_NDCG@10"], abs=1e-5
+    )
+    assert max(model.covisit_valid_.values()) >= round(kept["valid_NDCG@10"], 5)
+
+
 def test_covisit_parts_are_exact_and_survive_save_load(fitted, tmp_path) -> None:
     split, model = fitted
     m = copy.deepcopy(model)

@@ -45,10 +45,15 @@ from funnelrec.sequences import (
     transition_counts,
 )
 
-# Covisit weights tried on validation (0 = off); each epoch after the first tries 0 and
-# these multiples of the previous epoch's weight.
+# Covisit weights tried on validation (0 = off).
 COVISIT_GRID: tuple[float, ...] = (0.0, *(2.0**k for k in range(-6, 5)))
-_AROUND: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+
+def _around(weight: float) -> tuple[float, ...]:
+    """0 and the grid's weights next to `weight` (itself included): what an epoch after the
+    first tries, since the best weight moves little from one epoch to the next."""
+    i = COVISIT_GRID.index(weight)
+    return (0.0, *COVISIT_GRID[max(i - 1, 1) : i + 2])
 
 
 class FunnelModel(Recommender):
@@ -477,11 +482,7 @@ class FunnelModel(Recommender):
                 # best weight (a few weights around the last epoch's; the whole grid first).
                 weights = None
                 if covisit:
-                    weights = (
-                        COVISIT_GRID
-                        if co_weight is None
-                        else (0.0, *(co_weight * f for f in _AROUND))
-                    )
+                    weights = COVISIT_GRID if co_weight is None else _around(co_weight)
                 found = {}
                 for head in heads:
                     self.score_task_ = head
