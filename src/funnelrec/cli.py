@@ -457,9 +457,11 @@ def fit(
 
             def show(r: dict) -> None:
                 bar.update(task, completed=r["epoch"])
+                # Epochs are judged with the covisit term at its best weight: say which.
+                co = f" (covisit {r['covisit_weight']:g})" if "covisit_weight" in r else ""
                 console.print(
                     f"epoch {r['epoch']:>3}  loss {r['loss']:.4f}  valid NDCG@10 "
-                    f"{r.get('valid_NDCG@10', float('nan')):.4f}  "
+                    f"{r.get('valid_NDCG@10', float('nan')):.4f}{co}  "
                     f"{r['seconds']:.0f} s",
                     highlight=False,
                 )
