@@ -583,7 +583,8 @@ class FunnelModel(Recommender):
 
     def _covisit_on(self, valid) -> bool:
         """Whether the covisit term is in play: it needs validation cases to pick its weight."""
-        return self.covisit_window > 0 and self.neighbours and valid is not None and len(valid[1])
+        has_cases = valid is not None and len(valid[1]) > 0
+        return self.covisit_window > 0 and self.neighbours and has_cases
 
     def _build_covisit(self, train: Sequences) -> None:
         """Count which items follow which in `train` (the term's weight stays 0 for now)."""
