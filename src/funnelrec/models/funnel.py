@@ -522,13 +522,15 @@ class FunnelModel(Recommender):
         if not hasattr(self, "best_epoch_"):
             self.best_epoch_ = len(self.history_)
         net.eval()
-        self._choose_scoring_task(
+        picking = time.perf_counter()
+        grid = self._choose_scoring_task(
             None if proxy_valid else valid, mask_history, int((lab_conv > 0).sum())
         )
-        self._fit_covisit(valid, mask_history)
-        # What a benchmark should time: the epochs up to the kept one plus picking the weight.
+        self._fit_covisit(valid, mask_history, grid)
+        # What a benchmark should time: the epochs up to the kept one plus choosing the head
+        # and the covisit weight.
         self.seconds_to_best_ = (
-            self.history_[self.best_epoch_ - 1]["seconds"] + self.covisit_seconds_
+            self.history_[self.best_epoch_ - 1]["seconds"] + time.perf_counter() - picking
         )
         self.fit_seconds_ = time.perf_counter() - started
         self._proj = self._proj_end = None  # training targets: not needed after fitting
@@ -561,25 +563,35 @@ class FunnelModel(Recommender):
         bias[unseen] = prior[unseen]
         net.train(net.training)  # drop cached item vectors
 
-    def _choose_scoring_task(self, valid, mask_history: bool, n_conversion_labels: int) -> None:
+    def _choose_scoring_task(
+        self, valid, mask_history: bool, n_conversion_labels: int
+    ) -> list[float] | None:
         """Which head scores a conversion target: the conversion head or the next-event head.
 
-        Decided on validation cases when there are any; without them, the conversion head
-        needs enough examples of its own (short logs may hold only a handful of later-session
-        conversions, which leaves that head barely trained).
+        Decided on validation cases when there are any, each head at its best covisit
+        weight; without them, the conversion head needs enough examples of its own (short
+        logs may hold only a handful of later-session conversions, which leaves that head
+        barely trained). Returns the chosen head's validation figure per `COVISIT_GRID`
+        weight where it was computed (`_fit_covisit` picks from it), else None.
         """
         self.score_task_ = 1 if self.conversion_ else 0
         if not self.conversion_:
-            return
+            return None
         if valid is not None and len(valid[1]):
+            covisit = self._covisit_on(valid)
             by_task = {}
-            weights = COVISIT_GRID if self._covisit_on(valid) else None
             for task in (0, 1):
                 self.score_task_ = task
-                by_task[task] = self._valid_at_best_weight(valid, mask_history, weights)[0]
-            self.score_task_ = max(by_task, key=lambda t: (by_task[t], t))
-        elif n_conversion_labels < self.min_conversion_labels:
+                by_task[task] = (
+                    self._valid_ndcgs(*valid, mask_history=mask_history, alphas=COVISIT_GRID)
+                    if covisit
+                    else [self._valid_ndcg(*valid, mask_history=mask_history)]
+                )
+            self.score_task_ = max(by_task, key=lambda t: (max(by_task[t]), t))
+            return by_task[self.score_task_] if covisit else None
+        if n_conversion_labels < self.min_conversion_labels:
             self.score_task_ = 0
+        return None
 
     def _covisit_on(self, valid) -> bool:
         """Whether the covisit term is in play: it needs validation cases to pick its weight."""
@@ -605,10 +617,10 @@ class FunnelModel(Recommender):
         best = max(range(len(weights)), key=lambda i: (found[i], -i))
         return found[best], weights[best]
 
-    def _fit_covisit(self, valid, mask_history: bool) -> None:
+    def _fit_covisit(self, valid, mask_history: bool, found: list[float] | None = None) -> None:
         """Pick the covisit weight on validation for the kept network, from a grid that holds
         0 (off where it does not help); off without validation cases. The counts were built
-        before training (`_build_covisit`)."""
+        before training (`_build_covisit`); `found`: the grid's figures, already computed."""
         net = self.net_
         net.co_scale.zero_()
         self.covisit_valid_: dict[str, float] = {}
@@ -616,7 +628,8 @@ class FunnelModel(Recommender):
         started = time.perf_counter()
         if not self._covisit_on(valid):
             return
-        found = self._valid_ndcgs(*valid, mask_history=mask_history, alphas=COVISIT_GRID)
+        if found is None:
+            found = self._valid_ndcgs(*valid, mask_history=mask_history, alphas=COVISIT_GRID)
         self.covisit_valid_ = {
             f"{a:g}": round(v, 5) for a, v in zip(COVISIT_GRID, found, strict=True)
         }
