@@ -118,11 +118,11 @@ class FunnelModel(Recommender):
         training event while they are in use.
     profile_anchor_decay : the anchor's weight is multiplied by this after every epoch
         (1 = constant). The first epochs settle which trait is which; later ones are free
-        to rank. With 5.0 and 0.5: matched correlation of traits over 3 seeds 0.89
-        instead of 0.52 on the benchmark's generated data (0.64 and 0.77 on two other
-        draws, where 0.7 keeps more: 0.78, 0.85), at the free model's accuracy on most
-        data sets and one or two epochs more (docs/benchmarks.md, "Decaying customer-side
-        anchor").
+        to rank. With 5.0 and 0.5: matched correlation of traits over 3 seeds 0.80
+        instead of 0.52 on the benchmark's generated data (0.75, 0.72 on two other draws;
+        it moves by ~0.1 with dropout's random numbers alone; 0.7: 0.92, 0.75, 0.71), at
+        the free model's accuracy on most data sets and one or two epochs more
+        (docs/benchmarks.md, "Decaying customer-side anchor", "Fourteenth session").
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
