@@ -469,6 +469,12 @@ def main() -> None:
         help="run folder of a killed RecBole run: score its best checkpoint, no training",
     )
     ap.add_argument(
+        "--recbole-resume",
+        type=Path,
+        default=None,
+        help="run folder of a killed or budget-stopped RecBole run: go on training it",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -503,6 +509,8 @@ def main() -> None:
                 extra += ["--max-seconds", str(args.max_seconds)]
             if c.library == "recbole" and args.recbole_salvage:
                 extra += ["--salvage", str(args.recbole_salvage.resolve())]
+            if c.library == "recbole" and args.recbole_resume:
+                extra += ["--resume", str(args.recbole_resume.resolve())]
             if c.library == "funnelrec" and args.data != DEFAULT_DATA:
                 extra += ["--data", str(args.data)]
             out = WORK / args.dataset / "runs" / f"{label}-{i}-{os.getpid()}"

@@ -6,7 +6,11 @@ library, numpy, torch, RecBole and the sibling `handoff` module:
     .bench/venvs/recbole/bin/python benchmarks/peers/recbole_peer.py HANDOFF SASRec OUT_DIR
 
 SIGUSR1 ends training after the current epoch (as `--max-seconds` does); `--salvage RUN_DIR`
-scores the best checkpoint of a run that was killed, with its epoch log.
+scores the best checkpoint of a run that was killed, with its epoch log; `--resume RUN_DIR`
+goes on training a run that was killed or stopped by its budget, from the state saved after its
+last epoch (weights, optimizer, early-stopping counter and the epoch record), so a run of many
+hours can be spread over several sittings. The resumed epochs draw other random numbers (batch
+order, dropout) than one unbroken run would.
 
 Protocol: RecBole's defaults for the model and trainer (batch size, learning rate, early
 stopping on its default validation metric, MRR@10, patience 10), with the data fixed by us:
@@ -19,6 +23,7 @@ checkpoint scores every test context; the parent ranks those scores with funnelr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -70,6 +75,12 @@ def main() -> None:
         default=None,
         help="run folder of a killed run: score its best checkpoint instead of training",
     )
+    ap.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="run folder of a killed or budget-stopped run: go on training it from its last epoch",
+    )
     args = ap.parse_args()
 
     import torch
@@ -79,8 +90,8 @@ def main() -> None:
 
     h = handoff.load(args.handoff)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.salvage:
-        work = next(args.salvage.glob("recbole_*"))
+    if args.salvage or args.resume:
+        work = next((args.salvage or args.resume).glob("recbole_*"))
     else:
         work = Path(tempfile.mkdtemp(prefix="recbole_", dir=args.out))
         write_atomic_files(h, work)
@@ -108,11 +119,17 @@ def main() -> None:
     train_data, valid_data, _ = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to("cpu")
     if args.salvage:
-        clock.epochs = parse_epochs(args.salvage / "log.txt")
+        record = work / "epochs.json"  # resumable runs keep it; older ones only their log
+        found = record.exists()
+        clock.epochs = (
+            json.loads(record.read_text()) if found else parse_epochs(args.salvage / "log.txt")
+        )
         saved = max((work / "saved").glob("*.pth"), key=os.path.getmtime)
         stopped, fit_seconds = "killed by hand", clock.epochs[-1]["seconds"]
     else:
-        saved, stopped, fit_seconds = train(model, config, train_data, valid_data, clock, args)
+        saved, stopped, fit_seconds = train(
+            model, config, train_data, valid_data, clock, args, work
+        )
     checkpoint = torch.load(saved, map_location="cpu", weights_only=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
@@ -125,11 +142,33 @@ def parse_epochs(log: Path) -> list[dict]:
     return [{"epoch": int(e), "valid": float(v), "seconds": float(t)} for e, v, t in found]
 
 
-def train(model, config, train_data, valid_data, clock, args):
-    """RecBole's own trainer, timed per validation; stops early on a budget or SIGUSR1."""
+def train(model, config, train_data, valid_data, clock, args, work: Path):
+    """RecBole's own trainer, timed per validation; stops early on a budget or SIGUSR1.
+
+    After every validation the whole training state goes to `work/last.pth` (beside RecBole's
+    best checkpoint in `work/saved/`) and the epoch record to `work/epochs.json`, for `--resume`.
+    """
     from recbole.utils import get_trainer
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    last, record = work / "last.pth", work / "epochs.json"
+    if args.resume:
+        best_file = max((work / "saved").glob("*.pth"), key=os.path.getmtime)
+        trainer.resume_checkpoint(last)  # epoch, cur_step, best score, weights, optimizer
+        trainer.saved_model_file = str(best_file)  # resume_checkpoint points it at `last`
+        clock.epochs = json.loads(record.read_text())
+        # Time goes on from the last recorded epoch: this sitting's set-up is not counted.
+        clock.start = time.perf_counter() - clock.epochs[-1]["seconds"]
+        print(f"resumed after epoch {len(clock.epochs)} at {clock.elapsed():.0f}s", flush=True)
+
+    def keep_state(epoch_idx: int, _score: float) -> None:
+        """RecBole's callback, after its early-stopping step and best-checkpoint save."""
+        tmp = work / ".last.pth.tmp"
+        trainer._save_checkpoint(epoch_idx, verbose=False, saved_model_file=str(tmp))
+        os.replace(tmp, last)
+        tmp = work / ".epochs.json.tmp"
+        tmp.write_text(json.dumps(clock.epochs))
+        os.replace(tmp, record)
 
     valid_epoch = trainer._valid_epoch
 
@@ -155,7 +194,7 @@ def train(model, config, train_data, valid_data, clock, args):
     signal.signal(signal.SIGUSR1, lambda *_: setattr(trainer, "_out_of_time", True))
     stopped = "early stop"
     try:
-        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=keep_state)
         if len(clock.epochs) >= config["epochs"]:
             stopped = "epoch cap"
     except OutOfTime:
