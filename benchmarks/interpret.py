@@ -131,7 +131,8 @@ def supervised_probe(seqs: Sequences, truth: pd.DataFrame) -> dict[str, Any]:
 
 def stability(seqs: Sequences, seeds: tuple[int, ...] = (0, 1, 2), **kw: Any) -> dict[str, Any]:
     """Retrain with several seeds; match traits (Hungarian on correlation); mean matched r."""
-    profs = [_fit(seqs, seed=s, **kw).profiles(seqs, journey=True).to_numpy() for s in seeds]
+    models = [_fit(seqs, seed=s, **kw) for s in seeds]
+    profs = [m.profiles(seqs, journey=True).to_numpy() for m in models]
     pairs = []
     for i in range(len(profs)):
         for j in range(i + 1, len(profs)):
@@ -147,7 +148,13 @@ def stability(seqs: Sequences, seeds: tuple[int, ...] = (0, 1, 2), **kw: Any) ->
                     "matched_r": [float(v) for v in c[r, col]],
                 }
             )
-    return {"pairs": pairs, "mean_matched_r": float(np.mean([p["mean_matched_r"] for p in pairs]))}
+    return {
+        "pairs": pairs,
+        "mean_matched_r": float(np.mean([p["mean_matched_r"] for p in pairs])),
+        # How far each fit trained: traits drift from their start with every step.
+        "best_epochs": [int(m.best_epoch_) for m in models],
+        "epochs_run": [len(m.history_) for m in models],
+    }
 
 
 def sparsity(model: FunnelModel, seqs: Sequences) -> dict[str, Any]:

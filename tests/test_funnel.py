@@ -312,6 +312,40 @@ def test_svd_start_gives_every_seed_the_same_trait_axes(split) -> None:
         FunnelModel(item_init="pca").fit(split.train)
 
 
+def test_svd_readout_reads_each_trait_from_its_own_component(split) -> None:
+    """`trait_readout="svd"`: both sides of the bottleneck start on the SVD, trait k's
+    read-out and loadings pick state dimension k (the item vectors' component k), the same
+    for every seed; traits beyond the components keep a random read-out, so they do not
+    start (and stay) equal. The default read-out stays random."""
+    import torch
+
+    from funnelrec.models.funnel import _svd_init
+    from funnelrec.models.funnel_net import FunnelNet, FunnelNetConfig
+
+    vocab = split.train.vocab
+
+    def start(seed: int, k: int, readout: bool = True) -> FunnelNet:
+        torch.manual_seed(seed)
+        cfg = FunnelNetConfig(n_items=vocab.n_items, n_actions=vocab.n_actions, n_traits=k)
+        net = FunnelNet(cfg)
+        _svd_init(net, split.train, readout)
+        return net
+
+    a, b = start(0, 4), start(1, 4)
+    eye = torch.eye(4, a.cfg.d_model)
+    for net in (a, b):
+        torch.testing.assert_close(net.to_traits.weight.detach(), eye)
+        torch.testing.assert_close(net.to_loadings.weight.detach(), eye)
+    wide = start(0, a.cfg.d_model + 3)  # more traits than the decomposition has components
+    extra = wide.to_traits.weight.detach()[a.cfg.d_model :]
+    assert extra.abs().sum() > 0 and not torch.allclose(extra[0], extra[1])
+    default = start(0, 4, readout=False).to_traits.weight.detach()
+    assert not torch.allclose(default, eye)
+    FunnelModel(trait_readout="svd").check_params()
+    with pytest.raises(ValueError, match="trait_readout"):
+        FunnelModel(trait_readout="svd", item_init="random").check_params()
+
+
 def test_training_windows_cover_every_event_of_long_journeys_once(split) -> None:
     """Every next event of every training history is a label exactly once, in windows of at
     most max_len + 1 events; `max_windows=1` keeps only each customer's last window; the
