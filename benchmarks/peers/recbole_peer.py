@@ -119,12 +119,8 @@ def main() -> None:
     train_data, valid_data, _ = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to("cpu")
     if args.salvage:
-        record = work / "epochs.json"  # resumable runs keep it; older ones only their log
-        found = record.exists()
-        clock.epochs = (
-            json.loads(record.read_text()) if found else parse_epochs(args.salvage / "log.txt")
-        )
-        saved = max((work / "saved").glob("*.pth"), key=os.path.getmtime)
+        clock.epochs = recorded_epochs(work) or parse_epochs(args.salvage / "log.txt")
+        saved = best_checkpoint(work)
         stopped, fit_seconds = "killed by hand", clock.epochs[-1]["seconds"]
     else:
         saved, stopped, fit_seconds = train(
@@ -134,6 +130,17 @@ def main() -> None:
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     score(h, model, dataset, config, clock, stopped, fit_seconds, args)
+
+
+def best_checkpoint(work: Path) -> Path:
+    """RecBole's best checkpoint of a run (the newest file it saved)."""
+    return max((work / "saved").glob("*.pth"), key=os.path.getmtime)
+
+
+def recorded_epochs(work: Path) -> list[dict]:
+    """The epoch record a resumable run keeps (`train`); empty for runs made before it."""
+    record = work / "epochs.json"
+    return json.loads(record.read_text()) if record.exists() else []
 
 
 def parse_epochs(log: Path) -> list[dict]:
@@ -153,10 +160,10 @@ def train(model, config, train_data, valid_data, clock, args, work: Path):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     last, record = work / "last.pth", work / "epochs.json"
     if args.resume:
-        best_file = max((work / "saved").glob("*.pth"), key=os.path.getmtime)
+        best_file = best_checkpoint(work)
         trainer.resume_checkpoint(last)  # epoch, cur_step, best score, weights, optimizer
         trainer.saved_model_file = str(best_file)  # resume_checkpoint points it at `last`
-        clock.epochs = json.loads(record.read_text())
+        clock.epochs = recorded_epochs(work)
         # Time goes on from the last recorded epoch: this sitting's set-up is not counted.
         clock.start = time.perf_counter() - clock.epochs[-1]["seconds"]
         print(f"resumed after epoch {len(clock.epochs)} at {clock.elapsed():.0f}s", flush=True)
