@@ -134,8 +134,9 @@ class FunnelModel(Recommender):
         state: "random" (default) or "svd", where trait k starts as the customer's position
         on SVD component k, as its loadings do. With `profile_anchor_decay=1.0` traits agree
         across retrains (mean matched correlation of 3 seeds on three generator draws
-        0.90, 0.85, 0.88, against 0.80, 0.75, 0.72 by default) at about 1% of NDCG@10 and
-        2% of HR@10 on Beauty (docs/benchmarks.md, "Fifteenth session").
+        0.90, 0.85, 0.88, against 0.80, 0.75, 0.72 by default) at 0.7% of NDCG@10 and
+        1.8% of HR@10 on Beauty, medians of 6 seeds (docs/benchmarks.md, "Fifteenth
+        session", "Sixteenth session").
     trait_l2 : weight of a penalty on the traits' pre-activations (0 = off) that keeps
         them off the flat ends of the sigmoid. Without it, on order-only data (one action
         type, no times) every trait can end up near 1 for every customer: flat profiles
